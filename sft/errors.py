@@ -1,0 +1,14 @@
+"""The errors a user can fix. Each message names the problem and what to change; train.py prints
+them without a traceback and records them in result.json."""
+
+
+class ConfigError(ValueError):
+    """An impossible or unknown setting (negative lr, batch 0, unknown scheduler or template)."""
+
+
+class DataError(ValueError):
+    """A missing file, an unknown dataset name, malformed rows, or rows left with nothing to train on."""
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped without a usable result (a NaN/inf loss); result.json already says why."""
