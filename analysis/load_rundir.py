@@ -1,0 +1,68 @@
+"""Our own run dirs (docs/run_dir.md): metrics.jsonl, result.json, .hydra/config.yaml and overrides.yaml."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from analysis.records import RunRecord, Series, flatten, last_numbers, read_json, read_jsonl
+
+METRICS_FILE = "metrics.jsonl"
+RESULT_FILE = "result.json"
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / METRICS_FILE).is_file() or (path / RESULT_FILE).is_file()
+
+
+def read_hydra_params(run_dir: Path) -> tuple[dict, list[str]]:
+    """The composed config flattened, with the run's own overrides on top (they name what was varied)."""
+    params: dict = {}
+    problems: list[str] = []
+    config_path = run_dir / ".hydra" / "config.yaml"
+    overrides_path = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        if config_path.is_file():
+            config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+            params.update(flatten(config))
+        if overrides_path.is_file():
+            for override in yaml.safe_load(overrides_path.read_text(encoding="utf-8")) or []:
+                key, _, value = str(override).partition("=")
+                params[key.lstrip("+~")] = yaml.safe_load(value) if value else None
+    except yaml.YAMLError as error:
+        problems.append(f"{run_dir}/.hydra: unreadable YAML ({error}); params left out for this run")
+    return params, problems
+
+
+def load_run_dir(run_dir: Path, name: str) -> RunRecord:
+    """One run dir as a record; what is missing or broken is listed in `problems`."""
+    record = RunRecord(name=name, source="rundir", path=str(run_dir))
+    rows: list[dict] = []
+    if (run_dir / METRICS_FILE).is_file():
+        rows, problems = read_jsonl(run_dir / METRICS_FILE)
+        record.problems.extend(problems)
+    train = [row for row in rows if row.get("loss") is not None]
+    evals = [row["eval_loss"] for row in rows if row.get("eval_loss") is not None]
+    record.series = Series(
+        samples=[float(row["samples"]) for row in train if row.get("samples") is not None],
+        tokens=[float(row["tokens"]) for row in train if row.get("tokens") is not None],
+        steps=[float(row["step"]) for row in train if row.get("step") is not None],
+        loss=[float(row["loss"]) for row in train],
+    )
+    record.eval_loss = float(evals[-1]) if evals else None
+    record.summary = last_numbers(rows)
+    record.throughput = {key: record.summary[key] for key in ("samples_per_s", "tokens_per_s") if key in record.summary}
+    record.params, problems = read_hydra_params(run_dir)
+    record.problems.extend(problems)
+    if (run_dir / RESULT_FILE).is_file():
+        result, problem = read_json(run_dir / RESULT_FILE)
+        if problem:
+            record.problems.append(problem)
+        record.result = result
+    if record.result:
+        record.status = str(record.result.get("status") or "unknown")
+        if record.result.get("objective") is not None:
+            record.summary["objective"] = float(record.result["objective"])
+    elif rows:
+        record.status = "running"
+    return record

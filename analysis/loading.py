@@ -1,0 +1,118 @@
+"""Find runs under the paths a user gives and load each with the reader for its kind.
+
+A path may be a run dir, a Hydra multirun folder or any folder above run dirs (searched recursively),
+a LLaMA-Factory output dir, a wandb/ folder or one offline run dir, a glob, or `wandb:ENTITY/PROJECT[/GROUP]`.
+A study comes from `storage` (+ `study`). What cannot be read is reported in `problems` and skipped.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from analysis.load_llamafactory import is_llamafactory_dir, load_llamafactory_dir
+from analysis.load_optuna import load_study_runs, merge_trials_into_run_dirs
+from analysis.load_rundir import is_run_dir, load_run_dir
+from analysis.load_wandb import is_wandb_run_dir, load_offline_run, load_online_runs
+from analysis.records import LoadResult, RunRecord, check_series_length
+
+WANDB_PREFIX = "wandb:"
+LOOKED_FOR = "metrics.jsonl / result.json (our runs), trainer_log.jsonl / trainer_state.json (LLaMA-Factory), run-*.wandb"
+
+
+def run_name(root: Path, run_dir: Path) -> str:
+    relative = run_dir.relative_to(root)
+    return root.name if str(relative) == "." else f"{root.name}/{relative}"
+
+
+def load_one(run_dir: Path, name: str) -> LoadResult:
+    if is_run_dir(run_dir):
+        return LoadResult(runs=[load_run_dir(run_dir, name)])
+    if is_llamafactory_dir(run_dir):
+        return LoadResult(runs=[load_llamafactory_dir(run_dir, name)])
+    return load_offline_run(run_dir, name)
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every folder under root that is a run of a known kind; does not descend into a run or a checkpoint."""
+    found: list[Path] = []
+    for current, subdirs, _ in os.walk(root):
+        folder = Path(current)
+        if is_run_dir(folder) or is_llamafactory_dir(folder) or is_wandb_run_dir(folder):
+            found.append(folder)
+            subdirs[:] = []
+            continue
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("checkpoint-") and d != ".hydra")
+    return found
+
+
+def load_path(path: str) -> LoadResult:
+    if path.startswith(WANDB_PREFIX):
+        return load_online_runs(path[len(WANDB_PREFIX) :])
+    root = Path(path)
+    if not root.exists():
+        return LoadResult(problems=[f"{path}: no such file or folder"])
+    if root.is_file():
+        root = root.parent
+    result = LoadResult()
+    run_dirs = find_run_dirs(root)
+    if not run_dirs:
+        result.problems.append(f"{path}: no runs found (looked for {LOOKED_FOR})")
+    for run_dir in run_dirs:
+        result.extend(load_one(run_dir, run_name(root, run_dir)))
+    return result
+
+
+def expand(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Globs the shell did not expand (quoted, or from Python callers) are expanded here."""
+    expanded: list[str] = []
+    problems: list[str] = []
+    for path in paths:
+        if not path.startswith(WANDB_PREFIX) and glob.has_magic(path):
+            matches = sorted(glob.glob(path))
+            if not matches:
+                problems.append(f"{path}: the pattern matches nothing")
+            expanded.extend(matches)
+        else:
+            expanded.append(path)
+    return expanded, problems
+
+
+def keep_usable(runs: list[RunRecord]) -> LoadResult:
+    """Drops runs loaded twice and runs with a single loss point; their problems travel with the result."""
+    result = LoadResult()
+    seen: set[str] = set()
+    for run in runs:
+        key = run.path if run.source != "rundir" else str(Path(run.path).resolve())
+        if key in seen:
+            continue
+        seen.add(key)
+        usable = check_series_length(run)
+        result.problems.extend(run.problems)
+        if usable:
+            result.runs.append(run)
+    return result
+
+
+def load_runs(
+    paths: Sequence[str] = (), storage: str | None = None, study: str | None = None, wandb_api: Any = None
+) -> LoadResult:
+    """All runs under `paths` plus the trials of `study` in `storage`, as RunRecords.
+
+    Raises AnalysisInputError only for a storage or study that cannot be opened (the user named it
+    explicitly, so there is nothing sensible to fall back on); everything else becomes `problems`.
+    """
+    expanded, problems = expand(paths)
+    loaded = LoadResult(problems=problems)
+    for path in expanded:
+        if path.startswith(WANDB_PREFIX) and wandb_api is not None:
+            loaded.extend(load_online_runs(path[len(WANDB_PREFIX) :], api=wandb_api))
+        else:
+            loaded.extend(load_path(path))
+    if storage is not None:
+        loaded.extend(load_study_runs(storage, study))
+    usable = keep_usable(merge_trials_into_run_dirs(loaded.runs))
+    usable.problems[:0] = loaded.problems
+    return usable

@@ -1,0 +1,193 @@
+"""Rank runs fairly: every run read at one budget with one time constant, repeats pooled.
+
+Why a common budget: a run that trained longer has a lower loss for that reason alone. The default
+budget is the smallest final position among the comparable runs; runs that ended before half of the
+median final position (pruned early, crashed) are flagged "too short" instead of dragging the budget
+down. The time constant defaults to 10% of the budget and is the same for every run.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from analysis.diagnosis import Diagnosis, diagnose
+from analysis.records import AnalysisInputError, RunRecord, is_number
+from analysis.smoothing import default_time_constant, time_constant_ema, value_at_budget
+
+SEED_KEYS = frozenset({"seed", "trainer.seed"})
+SHORT_FRACTION = 0.5
+TIE_TOLERANCE = 1e-9
+STATE_ORDER = ("completed", "running", "pruned", "failed", "waiting", "unknown")
+
+
+@dataclass
+class RankedRow:
+    """One line of the ranking: a run, or several repeats of one setting (same params but the seed)."""
+
+    members: list[RunRecord]
+    value: float | None = None
+    spread: float | None = None
+    repeats: list[float] = field(default_factory=list)
+    rank: int | None = None
+    flags: list[str] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None
+
+    @property
+    def run(self) -> RunRecord:
+        return self.members[0]
+
+    @property
+    def name(self) -> str:
+        return self.run.name if len(self.members) == 1 else f"{self.run.name} (+{len(self.members) - 1} repeats)"
+
+
+@dataclass
+class Ranking:
+    rows: list[RankedRow]
+    by: str
+    direction: str
+    unit: str
+    budget: float | None
+    time_constant: float | None
+    varying_params: list[str]
+
+    def describe(self) -> str:
+        """The sentence every output carries, so a reader knows what the numbers mean."""
+        if self.budget is None or self.time_constant is None:
+            smoothing = f"no {self.unit} series to smooth"
+        else:
+            smoothing = (
+                f"smoothed loss read at a common budget of {self.budget:g} {self.unit}, "
+                f"time constant {self.time_constant:g} {self.unit}"
+            )
+        what = "smoothed_loss" if self.by == "smoothed_loss" else f"{self.by} (last recorded value)"
+        return f"ranked by {what}, {self.direction}; {smoothing}"
+
+
+def common_budget(finals: list[float], short_fraction: float = SHORT_FRACTION) -> tuple[float | None, float]:
+    """The smallest final position among runs not shorter than `short_fraction` of the median final."""
+    if not finals:
+        return None, 0.0
+    threshold = short_fraction * statistics.median(finals)
+    comparable = [final for final in finals if final >= threshold]
+    return min(comparable), threshold
+
+
+def smoothed_value(run: RunRecord, unit: str, budget: float, time_constant: float) -> float | None:
+    positions = run.series.positions(unit)
+    if run.series.presmoothed:
+        return value_at_budget(positions, run.series.loss, budget)
+    return value_at_budget(positions, time_constant_ema(positions, run.series.loss, time_constant), budget)
+
+
+def group_repeats(runs: list[RunRecord]) -> list[list[RunRecord]]:
+    """Runs whose params differ only in the seed are repeats of one setting; runs without params stand alone."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for index, run in enumerate(runs):
+        key: tuple = tuple(sorted((k, repr(v)) for k, v in run.params.items() if k not in SEED_KEYS))
+        groups.setdefault(key if key else ("run", index), []).append(run)
+    return list(groups.values())
+
+
+def varying_params(runs: list[RunRecord]) -> list[str]:
+    """Params that differ between the runs compared: the only ones worth showing."""
+    keys = sorted({key for run in runs for key in run.params})
+    return [key for key in keys if len({repr(run.params.get(key)) for run in runs}) > 1]
+
+
+def metric_value(run: RunRecord, by: str) -> float | None:
+    if by == "eval_loss":
+        return run.eval_loss
+    value = run.summary.get(by)
+    return float(value) if is_number(value) else None
+
+
+def pool(row: RankedRow, values: list[float | None]) -> None:
+    """Mean and spread (sample std) over a row's repeats: a group's members, or a trial's repeat_values."""
+    repeat_values = row.run.attrs.get("repeat_values") if len(row.members) == 1 else None
+    if isinstance(repeat_values, list) and all(is_number(v) for v in repeat_values) and repeat_values:
+        row.repeats = [float(v) for v in repeat_values]
+    else:
+        row.repeats = [v for v in values if v is not None]
+    if row.repeats:
+        row.value = statistics.fmean(row.repeats)
+    if len(row.repeats) >= 2:
+        row.spread = statistics.stdev(row.repeats)
+
+
+def flag_neighbours(ranked: list[RankedRow]) -> None:
+    """Ties share a rank; a gap inside the repeats' spread is "within noise" and not called a win."""
+    for position, row in enumerate(ranked):
+        row.rank = position + 1
+        if position == 0:
+            continue
+        above = ranked[position - 1]
+        gap = abs(row.value - above.value)
+        if gap <= TIE_TOLERANCE * max(1.0, abs(above.value)):
+            row.rank = above.rank
+            row.flags.append(f"tie with #{above.rank}")
+        elif gap <= max(row.spread or 0.0, above.spread or 0.0):
+            row.flags.append(f"within noise of #{above.rank}")
+
+
+def rank_runs(
+    runs: list[RunRecord],
+    by: str = "smoothed_loss",
+    unit: str = "samples",
+    budget: float | None = None,
+    time_constant: float | None = None,
+    direction: str = "minimize",
+    short_fraction: float = SHORT_FRACTION,
+) -> Ranking:
+    """Rank `runs` by the smoothed loss at a common budget (default), eval_loss, or any recorded metric.
+
+    The common budget and time constant are worked out for every `by`, because diagnosis and the
+    overlay plot read the curves with them too.
+    """
+    if direction not in ("minimize", "maximize"):
+        raise AnalysisInputError(f"direction must be minimize or maximize, got {direction!r}")
+    if by not in ("smoothed_loss", "eval_loss") and not any(metric_value(run, by) is not None for run in runs):
+        known = sorted({key for run in runs for key in run.summary} | {"smoothed_loss", "eval_loss"})
+        raise AnalysisInputError(f"no run recorded the metric {by!r}; recorded metrics: {', '.join(known)}")
+    finals = {id(run): run.series.positions(unit)[-1] for run in runs if len(run.series.positions(unit)) >= 2}
+    default_budget, short_below = common_budget(list(finals.values()), short_fraction)
+    budget = budget if budget is not None else default_budget
+    if time_constant is None and budget is not None:
+        time_constant = default_time_constant(budget)
+    rows: list[RankedRow] = []
+    for members in group_repeats(runs):
+        row = RankedRow(members=members)
+        values: list[float | None] = []
+        for run in members:
+            final = finals.get(id(run))
+            if final is None:
+                row.flags.append(f"no {unit} series" if run.series.loss else "no loss logged")
+            elif final < short_below:
+                row.flags.append(f"too short ({final:g} < half the median, {short_below:g} {unit})")
+            elif budget is not None and final < budget:
+                row.flags.append(f"did not reach the budget ({final:g} {unit})")
+            if by == "smoothed_loss":
+                usable = final is not None and final >= short_below and budget is not None and final >= budget
+                values.append(smoothed_value(run, unit, budget, time_constant) if usable else None)
+            else:
+                values.append(metric_value(run, by))
+        pool(row, values)
+        if budget is not None and time_constant is not None:
+            row.diagnosis = diagnose(row.run, unit, time_constant)
+        rows.append(row)
+    sign = 1.0 if direction == "minimize" else -1.0
+    ranked = sorted((row for row in rows if row.value is not None), key=lambda row: sign * row.value)
+    unranked = sorted(
+        (row for row in rows if row.value is None),
+        key=lambda row: STATE_ORDER.index(row.run.status) if row.run.status in STATE_ORDER else len(STATE_ORDER),
+    )
+    flag_neighbours(ranked)
+    return Ranking(
+        rows=ranked + unranked,
+        by=by,
+        direction=direction,
+        unit=unit,
+        budget=budget,
+        time_constant=time_constant,
+        varying_params=varying_params(runs),
+    )

@@ -1,0 +1,119 @@
+"""What a sweep says as a whole: which remedy moved which figure, and which params matter.
+
+Ablation: the sweeper enqueues one-change-at-a-time trials first, each with the user attr "ablation"
+naming its remedy ("baseline" for the unchanged seed setting); each remedy is compared with the baseline.
+
+Importance: Optuna's evaluators, run on an in-memory study rebuilt from the ranked rows, so the
+importances explain the very numbers in the ranking table (the common budget and time constant), for
+runs from any source, not only from a study.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from analysis.ranking import Ranking, RankedRow
+from analysis.records import is_number
+
+BASELINE = "baseline"
+MIN_TRIALS_FOR_IMPORTANCE = 4
+FIGURES = ("value", "jaggedness", "descent", "spikes")
+
+
+@dataclass
+class Effect:
+    remedy: str
+    figure: str
+    baseline: float
+    remedy_value: float
+
+    @property
+    def change(self) -> float:
+        return self.remedy_value - self.baseline
+
+    @property
+    def relative(self) -> float | None:
+        return self.change / abs(self.baseline) if self.baseline else None
+
+
+def figure_of(row: RankedRow, figure: str) -> float | None:
+    if figure == "value":
+        return row.value
+    if row.diagnosis is None:
+        return None
+    value = getattr(row.diagnosis, figure)
+    return float(value) if value is not None else None
+
+
+def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
+    """Each remedy's change of each figure against the baseline; a message instead when there is none."""
+    ablations = {row.run.attrs["ablation"]: row for row in ranking.rows if isinstance(row.run.attrs.get("ablation"), str)}
+    if not ablations:
+        return [], "no one-change-at-a-time trials (user attr 'ablation') among these runs"
+    baseline = ablations.pop(BASELINE, None)
+    if baseline is None:
+        return [], f"ablation trials found ({', '.join(sorted(ablations))}) but no '{BASELINE}' trial to compare with"
+    effects: list[Effect] = []
+    for remedy, row in ablations.items():
+        for figure in FIGURES:
+            before, after = figure_of(baseline, figure), figure_of(row, figure)
+            if before is not None and after is not None:
+                effects.append(Effect(remedy, figure, before, after))
+    return effects, None
+
+
+def distribution_for(values: list):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if all(is_number(value) for value in values):
+        low, high = min(values), max(values)
+        if all(isinstance(value, int) for value in values):
+            return IntDistribution(int(low), int(high)), values
+        return FloatDistribution(float(low), float(high), log=low > 0 and high / low >= 100), [float(v) for v in values]
+    labels = [str(value) for value in values]
+    return CategoricalDistribution(sorted(set(labels))), labels
+
+
+def param_importances(ranking: Ranking) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Importances per Optuna evaluator; messages for evaluators that cannot run here or too few runs."""
+    import optuna
+    from optuna.importance import (
+        FanovaImportanceEvaluator,
+        MeanDecreaseImpurityImportanceEvaluator,
+        PedAnovaImportanceEvaluator,
+        get_param_importances,
+    )
+
+    rows = [row for row in ranking.rows if row.value is not None]
+    keys = [key for key in ranking.varying_params if all(key in row.run.params for row in rows)]
+    if len(rows) < MIN_TRIALS_FOR_IMPORTANCE or not keys:
+        return {}, [
+            f"parameter importance needs at least {MIN_TRIALS_FOR_IMPORTANCE} ranked runs with varied params "
+            f"(have {len(rows)} runs, {len(keys)} varied params)"
+        ]
+    columns = {key: distribution_for([row.run.params[key] for row in rows]) for key in keys}
+    keys = [key for key in keys if not columns[key][0].single()]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction=ranking.direction)
+    study.add_trials(
+        optuna.trial.create_trial(
+            params={key: columns[key][1][index] for key in keys},
+            distributions={key: columns[key][0] for key in keys},
+            value=row.value,
+        )
+        for index, row in enumerate(rows)
+    )
+    importances: dict[str, dict[str, float]] = {}
+    messages: list[str] = []
+    for evaluator in (PedAnovaImportanceEvaluator(), FanovaImportanceEvaluator(), MeanDecreaseImpurityImportanceEvaluator()):
+        label = type(evaluator).__name__.removesuffix("ImportanceEvaluator")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                importances[label] = get_param_importances(study, evaluator=evaluator)
+            except ImportError:
+                messages.append(f"{label} importance needs scikit-learn (pip install scikit-learn)")
+            except (ValueError, RuntimeError) as error:
+                messages.append(f"{label} importance could not be computed: {error}")
+        messages.extend(f"{label}: {warning.message}" for warning in caught)
+    return importances, messages
