@@ -28,11 +28,16 @@ def run_name(root: Path, run_dir: Path) -> str:
 
 
 def load_one(run_dir: Path, name: str) -> LoadResult:
-    if is_run_dir(run_dir):
-        return LoadResult(runs=[load_run_dir(run_dir, name)])
-    if is_llamafactory_dir(run_dir):
-        return LoadResult(runs=[load_llamafactory_dir(run_dir, name)])
-    return load_offline_run(run_dir, name)
+    """One run with the reader for its kind; values of the wrong type (a loss written as text, a list
+    where a number belongs) make this run a problem rather than stopping the whole analysis."""
+    try:
+        if is_run_dir(run_dir):
+            return LoadResult(runs=[load_run_dir(run_dir, name)])
+        if is_llamafactory_dir(run_dir):
+            return LoadResult(runs=[load_llamafactory_dir(run_dir, name)])
+        return load_offline_run(run_dir, name)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        return LoadResult(problems=[f"{run_dir}: unexpected content ({type(error).__name__}: {error}); run skipped"])
 
 
 def find_run_dirs(root: Path) -> list[Path]:

@@ -160,12 +160,13 @@ def rank_runs(
         values: list[float | None] = []
         for run in members:
             final = finals.get(id(run))
+            who = f"{run.name}: " if len(members) > 1 else ""
             if final is None:
-                row.flags.append(f"no {unit} series" if run.series.loss else "no loss logged")
+                row.flags.append(who + (f"no {unit} series" if run.series.loss else "no loss logged"))
             elif final < short_below:
-                row.flags.append(f"too short ({final:g} < half the median, {short_below:g} {unit})")
+                row.flags.append(f"{who}too short ({final:g} < half the median, {short_below:g} {unit})")
             elif budget is not None and final < budget:
-                row.flags.append(f"did not reach the budget ({final:g} {unit})")
+                row.flags.append(f"{who}did not reach the budget ({final:g} {unit})")
             if by == "smoothed_loss":
                 usable = final is not None and final >= short_below and budget is not None and final >= budget
                 values.append(smoothed_value(run, unit, budget, time_constant) if usable else None)

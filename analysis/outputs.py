@@ -1,0 +1,136 @@
+"""The ranking as rows of plain values, and the terminal/CSV/JSON/W&B forms of those rows.
+
+Every output (terminal, files, report, W&B) is built from `table_rows`, so their numbers agree.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from analysis.ranking import Ranking
+from analysis.sweep import Effect
+
+FIGURE_COLUMNS = ("jaggedness", "descent", "tail_change", "still_falling", "spikes")
+
+
+def table_rows(ranking: Ranking, top: int | None = None) -> list[dict[str, Any]]:
+    """One dict per ranking row: rank, run, state, value, spread, repeats, flags, the diagnosis, eval
+    loss and the params that vary between runs. `top` keeps the first `top` ranked rows and all unranked."""
+    rows = []
+    for row in ranking.rows:
+        if top is not None and row.rank is not None and row.rank > top:
+            continue
+        figures = row.diagnosis.as_dict() if row.diagnosis else {}
+        entry: dict[str, Any] = {
+            "rank": row.rank,
+            "run": row.name,
+            "state": row.run.status,
+            "source": row.run.source,
+            ranking.by: row.value,
+            "spread": row.spread,
+            "repeats": len(row.repeats),
+            "flags": "; ".join(row.flags),
+        }
+        entry.update({key: figures.get(key) for key in FIGURE_COLUMNS})
+        entry["eval_loss"] = row.run.eval_loss
+        entry.update({key: row.run.params.get(key) for key in ranking.varying_params})
+        entry["path"] = row.run.path
+        rows.append(entry)
+    return rows
+
+
+def display(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+TERMINAL_FIGURES = {"jaggedness": "jagged", "descent": "descent", "tail_change": "tail", "spikes": "spikes", "eval_loss": "eval_loss"}
+NON_TERMINAL_WIDTH = 160
+
+
+def compact_params(row: dict[str, Any], keys: list[str]) -> str:
+    """"lr=0.002 per_device_batch_size=8": the last part of each varied key, enough to tell runs apart."""
+    return " ".join(f"{key.rsplit('.', 1)[-1]}={display(row[key])}" for key in keys if row.get(key) is not None)
+
+
+def print_table(ranking: Ranking, rows: list[dict[str, Any]], messages: list[str]) -> None:
+    """The rich table in the terminal: value with its spread, the diagnosis, and the varied params in one column."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=ranking.describe(), title_justify="left")
+    for header in ("#", "run", "state", ranking.by, *TERMINAL_FIGURES.values(), "flags", "params"):
+        table.add_column(header, overflow="fold", justify="right" if header in ("#", ranking.by) else "left")
+    for row in rows:
+        value = display(row[ranking.by])
+        if row["spread"] is not None:
+            value += f" ± {display(row['spread'])} (n={row['repeats']})"
+        table.add_row(
+            display(row["rank"]), row["run"], row["state"], value,
+            *(display(row[key]) for key in TERMINAL_FIGURES),
+            row["flags"], compact_params(row, ranking.varying_params),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=NON_TERMINAL_WIDTH)
+    console.print(table)
+    for message in messages:
+        console.print(message, style="dim", markup=False)
+
+
+def write_csv(rows: list[dict[str, Any]], out_path: str | Path) -> None:
+    with open(out_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["rank"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_json(
+    ranking: Ranking,
+    rows: list[dict[str, Any]],
+    effects: list[Effect],
+    importances: dict[str, dict[str, float]],
+    messages: list[str],
+    out_path: str | Path,
+) -> None:
+    document = {
+        "description": ranking.describe(),
+        "by": ranking.by,
+        "direction": ranking.direction,
+        "unit": ranking.unit,
+        "budget": ranking.budget,
+        "time_constant": ranking.time_constant,
+        "rows": rows,
+        "ablation": [
+            {"remedy": e.remedy, "figure": e.figure, "baseline": e.baseline, "value": e.remedy_value,
+             "change": e.change, "relative": e.relative}
+            for e in effects
+        ],
+        "importance": importances,
+        "messages": messages,
+    }
+    Path(out_path).write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
+
+
+def log_to_wandb(ranking: Ranking, rows: list[dict[str, Any]], project: str, group: str | None) -> str:
+    """The ranking as a wandb.Table in the study's group (offline without WANDB_API_KEY); returns the run dir."""
+    import wandb
+
+    columns = list(rows[0]) if rows else ["rank"]
+    table = wandb.Table(columns=columns, data=[[display(row[key]) for key in columns] for row in rows])
+    mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    run = wandb.init(project=project, group=group, job_type="analysis", name="ranking", mode=mode,
+                     config={"description": ranking.describe(), "budget": ranking.budget,
+                             "time_constant": ranking.time_constant, "unit": ranking.unit, "by": ranking.by})
+    run.log({"ranking": table})
+    run_dir = run.dir
+    run.finish()
+    return str(Path(run_dir).parent)

@@ -1,0 +1,100 @@
+"""The report's figures as PNG files. Per-run curves reuse LLaMA-Factory's look (loss_plot.py); the
+comparison figures use the ranking's smoothing, so what is drawn is what was ranked."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from analysis.loss_plot import plot_llamafactory_loss
+from analysis.ranking import Ranking
+from analysis.records import RunRecord, is_number
+from analysis.smoothing import time_constant_ema
+from analysis.sweep import Effect
+
+MAX_SCATTER_PARAMS = 6
+ABLATION_FIGURES = ("value", "jaggedness", "descent")
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(figure, out_path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(out_path, format="png", dpi=100)
+    pyplot().close(figure)
+    return out_path
+
+
+def plot_run(run: RunRecord, out_path: str | Path) -> Path:
+    """training_loss.png for one run: original + LLaMA-Factory-smoothed loss over steps."""
+    steps = run.series.steps if len(run.series.steps) == len(run.series.loss) else list(range(1, len(run.series.loss) + 1))
+    return plot_llamafactory_loss(steps, run.series.loss, out_path, title=f"training loss of {run.name}")
+
+
+def plot_overlay(ranking: Ranking, top: int, out_path: str | Path) -> Path | None:
+    """The top runs' ranking-smoothed curves on one axis, with the common budget marked."""
+    rows = [row for row in ranking.rows if row.rank is not None and len(row.run.series.positions(ranking.unit)) >= 2][:top]
+    if not rows or ranking.time_constant is None:
+        return None
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for row in rows:
+        positions = row.run.series.positions(ranking.unit)
+        losses = row.run.series.loss
+        smoothed = losses if row.run.series.presmoothed else time_constant_ema(positions, losses, ranking.time_constant)
+        axes.plot(positions, smoothed, label=f"#{row.rank} {row.name}")
+    axes.axvline(ranking.budget, color="grey", linestyle="--", label=f"budget {ranking.budget:g}")
+    axes.set_xlabel(f"{ranking.unit} seen")
+    axes.set_ylabel(f"loss (time constant {ranking.time_constant:g} {ranking.unit})")
+    axes.set_title(f"top {len(rows)} runs, smoothed as ranked")
+    axes.legend(fontsize="small")
+    return save(figure, Path(out_path))
+
+
+def plot_param_scatter(ranking: Ranking, out_path: str | Path) -> Path | None:
+    """One panel per varied param: its value against the ranked value."""
+    rows = [row for row in ranking.rows if row.value is not None]
+    keys = [key for key in ranking.varying_params if any(key in row.run.params for row in rows)][:MAX_SCATTER_PARAMS]
+    if len(rows) < 2 or not keys:
+        return None
+    plt = pyplot()
+    figure, axes_list = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.4), squeeze=False)
+    for axes, key in zip(axes_list[0], keys):
+        pairs = [(row.run.params.get(key), row.value) for row in rows if key in row.run.params]
+        xs = [x for x, _ in pairs]
+        if all(is_number(x) for x in xs):
+            axes.scatter(xs, [y for _, y in pairs])
+            if min(xs) > 0 and max(xs) / min(xs) >= 100:
+                axes.set_xscale("log")
+        else:
+            labels = sorted({str(x) for x in xs})
+            axes.scatter([labels.index(str(x)) for x in xs], [y for _, y in pairs])
+            axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
+        axes.set_xlabel(key)
+        axes.set_ylabel(ranking.by)
+    return save(figure, Path(out_path))
+
+
+def plot_ablation(effects: list[Effect], out_path: str | Path) -> Path | None:
+    """Relative change against the baseline, per remedy, for the ranked value, jaggedness and descent."""
+    remedies = sorted({effect.remedy for effect in effects})
+    if not remedies:
+        return None
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(8, 0.6 * len(remedies) * len(ABLATION_FIGURES) + 1.5))
+    height = 0.8 / len(ABLATION_FIGURES)
+    for offset, figure_name in enumerate(ABLATION_FIGURES):
+        changes = {e.remedy: e.relative for e in effects if e.figure == figure_name and e.relative is not None}
+        ys = [index + offset * height for index, remedy in enumerate(remedies) if remedy in changes]
+        axes.barh(ys, [100 * changes[r] for r in remedies if r in changes], height=height, label=figure_name)
+    axes.set_yticks([index + height for index in range(len(remedies))], remedies)
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set_xlabel("change against the baseline (%)")
+    axes.set_title("one change at a time")
+    axes.legend(fontsize="small")
+    return save(figure, Path(out_path))
