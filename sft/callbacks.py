@@ -1,0 +1,206 @@
+"""HF Trainer callbacks that write the run-dir logs, stop on a non-finite loss, report to a sweeper's
+trial, and draw a rich progress bar.
+
+Steps are optimizer steps, but runs with different batch sizes are only comparable over samples (or
+tokens) seen, so every log line carries exact counts that `SeenCounter` keeps, checkpoints and restores.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+from analysis.smoothing import objective_from_metrics
+
+
+class Reporter(Protocol):
+    """What a sweeper hands to training: intermediate values in, a prune decision out."""
+
+    def report(self, value: float, step: int) -> None: ...
+
+    def should_prune(self) -> bool: ...
+
+
+class SeenCounter(TrainerCallback, ExportableState):
+    """Samples and tokens consumed, and training seconds, saved in checkpoints (stateful callback)."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.tokens = 0
+        self.elapsed_before = 0.0
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"samples": self.samples, "tokens": self.tokens, "elapsed_before": self.elapsed_before}}
+
+
+class Outcome:
+    """How training ended, set by callbacks and read by the recipe once trainer.train() returns."""
+
+    def __init__(self) -> None:
+        self.status = "completed"
+        self.reason: str | None = None
+
+    def end(self, status: str, reason: str) -> None:
+        if self.status == "completed":
+            self.status, self.reason = status, reason
+
+
+class RunLogCallback(TrainerCallback):
+    """metrics.jsonl and trainer_log.jsonl lines, the NaN guard, and the sweeper report."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        counter: SeenCounter,
+        outcome: Outcome,
+        smoothing_unit: str,
+        time_constant: float,
+        reporter: Reporter | None = None,
+        report_every: int = 1,
+    ) -> None:
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.trainer_log_path = run_dir / "trainer_log.jsonl"
+        self.counter = counter
+        self.outcome = outcome
+        self.unit = smoothing_unit
+        self.time_constant = time_constant
+        self.reporter = reporter
+        self.report_every = max(1, int(report_every))
+        self.records: list[dict] = []
+        self.session_start = time.time()
+        self.train_logs = 0
+
+    def load_previous(self, up_to_step: int) -> None:
+        """Keep the lines of an earlier session up to the checkpoint being resumed, drop the rest."""
+        self.records = [r for r in read_jsonl(self.metrics_path) if r["step"] <= up_to_step]
+        self.train_logs = sum(1 for r in self.records if "loss" in r)
+        trainer_log = [r for r in read_jsonl(self.trainer_log_path) if r["current_steps"] <= up_to_step]
+        write_jsonl(self.metrics_path, self.records)
+        write_jsonl(self.trainer_log_path, trainer_log)
+
+    def elapsed(self) -> float:
+        return self.counter.elapsed_before + time.time() - self.session_start
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.session_start = time.time()
+
+    def on_save(self, args, state, control, **kwargs):
+        self.counter.elapsed_before = self.elapsed()
+        self.session_start = time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs and "eval_loss" not in logs:
+            return
+        elapsed = self.elapsed()
+        record: dict[str, Any] = {"step": state.global_step, "samples": self.counter.samples, "tokens": self.counter.tokens}
+        if "loss" in logs:
+            record.update(
+                loss=logs["loss"],
+                lr=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                epoch=logs.get("epoch"),
+                elapsed=round(elapsed, 3),
+                samples_per_s=round(self.counter.samples / elapsed, 3) if elapsed > 0 else None,
+                tokens_per_s=round(self.counter.tokens / elapsed, 3) if elapsed > 0 else None,
+            )
+        else:
+            record.update(eval_loss=logs["eval_loss"], epoch=logs.get("epoch"), elapsed=round(elapsed, 3))
+        self.records.append(record)
+        append_jsonl(self.metrics_path, record)
+        append_jsonl(self.trainer_log_path, llamafactory_line(record, state.max_steps, elapsed))
+        value = record.get("loss", record.get("eval_loss"))
+        if not math.isfinite(value):
+            name = "loss" if "loss" in record else "eval_loss"
+            self.outcome.end(
+                "failed",
+                f"{name} became {value} at step {state.global_step} ({self.counter.samples} samples seen): "
+                "lower optimizer.lr, raise scheduler.warmup_steps, or tighten optimizer.max_grad_norm",
+            )
+            control.should_training_stop = True
+            return
+        if "loss" in record:
+            self.train_logs += 1
+            self._report(control)
+
+    def _report(self, control) -> None:
+        if self.reporter is None or self.train_logs % self.report_every != 0:
+            return
+        value = objective_from_metrics(self.records, "smoothed_loss", self.unit, self.time_constant)
+        self.reporter.report(value, int(self.records[-1][self.unit]))
+        if self.reporter.should_prune():
+            self.outcome.end("pruned", f"pruned by the sweeper at {self.records[-1][self.unit]} {self.unit} (smoothed loss {value:.4f})")
+            control.should_training_stop = True
+
+
+def llamafactory_line(record: dict, total_steps: int, elapsed: float) -> dict:
+    """The same log step in LLaMA-Factory's LogCallback field names (trainer_log.jsonl)."""
+    step = record["step"]
+    remaining = elapsed / step * (total_steps - step) if step and total_steps else 0.0
+    line = {
+        "current_steps": step,
+        "total_steps": total_steps,
+        "loss": record.get("loss"),
+        "eval_loss": record.get("eval_loss"),
+        "lr": record.get("lr"),
+        "epoch": record.get("epoch"),
+        "percentage": round(step / total_steps * 100, 2) if total_steps else 100,
+        "elapsed_time": str(datetime.timedelta(seconds=int(elapsed))),
+        "remaining_time": str(datetime.timedelta(seconds=int(remaining))),
+        "throughput": round(record["tokens"] / elapsed, 2) if elapsed > 0 else None,
+        "total_tokens": record["tokens"],
+    }
+    return {key: value for key, value in line.items() if value is not None}
+
+
+class RichProgressCallback(TrainerCallback):
+    """One rich progress bar for the run, with the last loss; replaces the Trainer's tqdm bar."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.progress = None
+        self.task = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(self.description, total=state.max_steps, completed=state.global_step, loss="")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is not None and logs and "loss" in logs:
+            self.progress.update(self.task, loss=f"loss {logs['loss']:.4f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,254 @@
+"""Load a task's datasets, tokenize them once with the chat template, cache the result, split off eval.
+
+The tokenized set is cached on disk under a key made of everything that changes it (file contents,
+tokenizer, template, system prompt, cutoff, max_samples), so every trial of a sweep after the first
+loads it in a moment instead of tokenizing again. Rows that cannot be used are counted by reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from sft.errors import ConfigError, DataError
+from sft.formats import DatasetAttr, convert_row, dataset_attr, load_dataset_info, required_columns
+from sft.template import IGNORE_INDEX, Template, build_supervised_example, get_template, turn_elements
+
+log = logging.getLogger(__name__)
+
+PREPROCESS_VERSION = 1  # bump when the encoding rules change, so old caches are not reused
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
+SPECIAL_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+NO_LABELS = "no trainable label after cutoff"
+
+
+@dataclass
+class PreparedData:
+    train: datasets.Dataset
+    eval: datasets.Dataset | None
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_names(dataset: str | list[str]) -> list[str]:
+    names = dataset.split(",") if isinstance(dataset, str) else list(dataset)
+    names = [name.strip() for name in names if name and name.strip()]
+    if not names:
+        raise ConfigError("task.dataset is empty: name at least one dataset from dataset_info.json")
+    return names
+
+
+def prepare_datasets(task: Any, tokenizer: Any, cache_dir: str | Path, seed: int, num_proc: int | None = None) -> PreparedData:
+    """Tokenized train (and eval, when task.val_size > 0) sets for a task config node."""
+    template = get_template(task.template)
+    check_cutoff(tokenizer, template, int(task.cutoff_len))
+    info = load_dataset_info(task.dataset_dir)
+    use_modelscope = os.environ.get("USE_MODELSCOPE_HUB", "0").lower() in ("1", "true")
+    attrs = [dataset_attr(name, info, use_modelscope, task.formatting) for name in dataset_names(task.dataset)]
+    raw_sets = [load_raw(attr, task.dataset_dir, task.max_samples, task.encoding) for attr in attrs]
+    key = cache_key(attrs, raw_sets, tokenizer, template, task)
+    tokenized = cached_tokenize(raw_sets, attrs, tokenizer, template, task, Path(cache_dir) / "tokenized" / key, num_proc)
+    tokenized, counts = count_and_filter(tokenized, int(task.cutoff_len), bool(task.keep_rows_without_labels))
+    train, evaluation = split_eval(tokenized, task.val_size, seed)
+    counts = {**counts, "train_rows": len(train), "eval_rows": len(evaluation) if evaluation is not None else 0}
+    return PreparedData(train=train, eval=evaluation, counts=counts)
+
+
+def check_cutoff(tokenizer: Any, template: Template, cutoff_len: int) -> None:
+    """Refuse a cutoff that cannot hold the default system prompt and an empty question's header."""
+    header = sum(len(tokenizer.encode(part, add_special_tokens=False)) for part in turn_elements(template, [{"role": "user", "content": ""}], None)[0])
+    if cutoff_len <= header:
+        raise ConfigError(
+            f"task.cutoff_len={cutoff_len} is too small: the {template.name} template's system prompt and "
+            f"question header alone take {header} tokens, so no answer token could be trained; use at least {header + 32}"
+        )
+
+
+def load_raw(attr: DatasetAttr, dataset_dir: str | Path, max_samples: int | None, encoding: str | None) -> datasets.Dataset:
+    """One dataset as LLaMA-Factory loads it: local file(s), Hugging Face hub, or ModelScope."""
+    if attr.source == "file":
+        dataset = _load_file(attr, Path(dataset_dir), encoding or attr.encoding)
+    elif attr.source == "ms_hub":
+        from modelscope import MsDataset  # optional extra: pip install ".[modelscope]"
+
+        dataset = MsDataset.load(attr.location, subset_name=attr.subset, split=attr.split).to_hf_dataset()
+    else:
+        dataset = datasets.load_dataset(attr.location, name=attr.subset, split=attr.split)
+    missing = [column for column in required_columns(attr) if column not in dataset.column_names]
+    if missing:
+        raise DataError(
+            f"dataset {attr.name!r} has no column(s) {missing} (it has {dataset.column_names}); "
+            f"rename them in the data or map them with \"columns\" in its dataset_info.json entry"
+        )
+    if max_samples:
+        dataset = dataset.select(range(min(int(max_samples), len(dataset))))
+    return dataset
+
+
+def _load_file(attr: DatasetAttr, dataset_dir: Path, encoding: str | None) -> datasets.Dataset:
+    path = dataset_dir / attr.location
+    if not path.exists():
+        raise DataError(
+            f"data file {path} for dataset {attr.name!r} does not exist: put the file there or fix "
+            f"\"file_name\" in {dataset_dir / 'dataset_info.json'}"
+        )
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    builders = {FILE_BUILDERS.get(p.suffix.lower()) for p in files}
+    if None in builders or len(builders) != 1:
+        raise DataError(f"dataset {attr.name!r}: {path} must hold files of one type among {', '.join(FILE_BUILDERS)}")
+    builder = builders.pop()
+    kwargs: dict[str, Any] = {}
+    if encoding and builder in ("csv", "json"):
+        kwargs["encoding"] = encoding
+    try:
+        return datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train", **kwargs)
+    except Exception as error:  # datasets raises many types for a malformed file
+        raise DataError(
+            f"could not read {path} as {builder} ({type(error).__name__}: {error}); check the file "
+            "(and task.encoding, e.g. gb18030 for the public Chinese medical CSVs)"
+        ) from error
+
+
+def cache_key(attrs: list[DatasetAttr], raw_sets: list[datasets.Dataset], tokenizer: Any, template: Template, task: Any) -> str:
+    digest = hashlib.sha256()
+    for attr, dataset in zip(attrs, raw_sets):
+        digest.update(json.dumps(attr.__dict__, sort_keys=True, default=str).encode())
+        digest.update(dataset._fingerprint.encode())
+    digest.update(hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).digest())
+    settings = [PREPROCESS_VERSION, template, task.system, int(task.cutoff_len), task.max_samples]
+    digest.update(json.dumps(settings, default=str).encode())
+    return digest.hexdigest()[:24]
+
+
+def cached_tokenize(
+    raw_sets: list[datasets.Dataset],
+    attrs: list[DatasetAttr],
+    tokenizer: Any,
+    template: Template,
+    task: Any,
+    cache_path: Path,
+    num_proc: int | None,
+) -> datasets.Dataset:
+    if (cache_path / "data").is_dir():
+        log.info("tokenized data from cache %s", cache_path)
+        return datasets.load_from_disk(str(cache_path / "data"))
+    parts = []
+    for attr, raw in zip(attrs, raw_sets):
+        parts.append(
+            raw.map(
+                tokenize_batch,
+                batched=True,
+                batch_size=1000,
+                num_proc=num_proc if num_proc and num_proc > 1 and len(raw) >= 10_000 else None,
+                remove_columns=raw.column_names,
+                fn_kwargs={"attr": attr, "tokenizer": tokenizer, "template": template, "system": task.system, "cutoff_len": int(task.cutoff_len)},
+                desc=f"tokenizing {attr.name}",
+                new_fingerprint=f"{cache_path.name}-{attr.name}",
+            )
+        )
+    tokenized = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_path.parent))
+    tokenized.save_to_disk(str(staging / "data"))
+    try:
+        os.replace(staging, cache_path)
+    except OSError:  # another trial of the sweep finished the same cache first
+        shutil.rmtree(staging, ignore_errors=True)
+    return datasets.load_from_disk(str(cache_path / "data"))
+
+
+def tokenize_batch(batch: dict[str, list], attr: DatasetAttr, tokenizer: Any, template: Template, system: str | None, cutoff_len: int) -> dict[str, list]:
+    """Convert, encode (all slots of the batch in one fast-tokenizer call) and mask a batch of rows."""
+    rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+    converted = [convert_row(row, attr) for row in rows]
+    slots: list[str] = []
+    layout: list[list[int]] = []  # per row: how many slots each message has
+    for item in converted:
+        if isinstance(item, str):
+            layout.append([])
+            continue
+        messages, row_system = item
+        elements = turn_elements(template, messages, row_system or system)
+        layout.append([len(parts) for parts in elements])
+        slots += [part for parts in elements for part in parts]
+    encoded = tokenizer(slots, add_special_tokens=False)["input_ids"] if slots else []
+    out: dict[str, list] = {"input_ids": [], "labels": [], "drop_reason": [], "truncated": [], "special_in_text": []}
+    cursor = 0
+    for item, counts in zip(converted, layout):
+        if isinstance(item, str):
+            out["input_ids"].append([])
+            out["labels"].append([])
+            out["drop_reason"].append(item)
+            out["truncated"].append(False)
+            out["special_in_text"].append(False)
+            continue
+        turn_ids = []
+        for count in counts:
+            turn_ids.append([token for ids in encoded[cursor : cursor + count] for token in ids])
+            cursor += count
+        input_ids, labels, truncated = build_supervised_example(turn_ids, cutoff_len)
+        out["input_ids"].append(input_ids)
+        out["labels"].append(labels)
+        out["drop_reason"].append("" if any(label != IGNORE_INDEX for label in labels) else NO_LABELS)
+        out["truncated"].append(truncated)
+        out["special_in_text"].append(any(marker in m["content"] for m in item[0] for marker in SPECIAL_MARKERS))
+    return out
+
+
+
+def count_and_filter(tokenized: datasets.Dataset, cutoff_len: int, keep_rows_without_labels: bool) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """Drop unusable rows, and say how many and why (never silently).
+
+    A row whose answer was cut away entirely trains on nothing; LLaMA-Factory keeps it, and a batch
+    made only of such rows gives a NaN loss. We drop them unless task.keep_rows_without_labels.
+    """
+    all_reasons = Counter(reason for reason in tokenized["drop_reason"] if reason)
+    rows_without_labels = all_reasons.get(NO_LABELS, 0)
+    if keep_rows_without_labels:
+        all_reasons.pop(NO_LABELS, None)
+    reasons = all_reasons
+    counts: dict[str, Any] = {
+        "rows_read": len(tokenized),
+        "dropped_rows": sum(reasons.values()),
+        "dropped": dict(reasons),
+        "rows_without_labels": rows_without_labels,
+        "truncated_rows": int(sum(tokenized["truncated"])),
+        "rows_with_special_tokens_in_text": int(sum(tokenized["special_in_text"])),
+    }
+    for reason, number in reasons.items():
+        log.warning("dropped %d row(s): %s", number, reason)
+    if counts["rows_with_special_tokens_in_text"]:
+        log.warning(
+            "%d row(s) contain chat-template markers such as <|im_end|> in their text; they are encoded as "
+            "special tokens (as LLaMA-Factory does) and can break the turn structure",
+            counts["rows_with_special_tokens_in_text"],
+        )
+    if rows_without_labels and keep_rows_without_labels:
+        log.warning("%d row(s) have no trainable label after cutoff and are kept (task.keep_rows_without_labels)", rows_without_labels)
+    dropped = set(reasons)
+    kept = tokenized.filter(lambda batch: [r not in dropped for r in batch], batched=True, input_columns=["drop_reason"])
+    if len(kept) == 0 or all(r == NO_LABELS for r in kept["drop_reason"]):
+        no_labels = rows_without_labels
+        hint = f"task.cutoff_len={cutoff_len} leaves no answer token in {no_labels} row(s): raise it" if no_labels else "fix the rows"
+        raise DataError(f"no usable training rows ({dict(reasons)}); {hint}")
+    kept = kept.remove_columns(["drop_reason", "truncated", "special_in_text"])
+    return kept, counts
+
+
+def split_eval(tokenized: datasets.Dataset, val_size: float | int, seed: int) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """Hold out val_size rows (a count >= 1) or a fraction (< 1), as LLaMA-Factory's split_dataset."""
+    if not val_size:
+        return tokenized, None
+    size = int(val_size) if val_size >= 1 else float(val_size)
+    if (isinstance(size, int) and size >= len(tokenized)) or (isinstance(size, float) and not 0 < size < 1):
+        raise ConfigError(f"task.val_size={val_size} leaves no training rows out of {len(tokenized)}; lower it")
+    split = tokenized.train_test_split(test_size=size, seed=seed)
+    return split["train"], split["test"]

@@ -1,0 +1,250 @@
+"""The LoRA SFT recipe, top to bottom: check the config, tokenize (cached), load the model with LoRA,
+train with the HF Trainer and our callbacks, save the adapter, the plot and result.json.
+
+`run_training` never leaves a run dir without result.json: completed, pruned or failed, with the
+reason. The objective it returns is `analysis.smoothing.objective_from_metrics`, the same function
+the pruning reports and the ranking use.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from analysis.loss_plot import plot_llamafactory_loss
+from analysis.smoothing import default_time_constant, objective_from_metrics
+from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
+from sft.checks import check_config
+from sft.errors import ConfigError, TrainingFailed
+
+log = logging.getLogger(__name__)
+
+
+def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Train one run into run_dir and return its result.json content (status completed or pruned).
+
+    Raises ConfigError / DataError for bad input and TrainingFailed for a non-finite loss, after
+    writing result.json with status "failed" and the reason.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(cfg, run_dir, reporter)
+    except (ValueError, TrainingFailed) as error:
+        if not (run_dir / "result.json").is_file() or _status(run_dir) != "failed":
+            write_result(run_dir, {"status": "failed", "reason": str(error), "objective": None, "objective_name": cfg.objective})
+        raise
+
+
+def _status(run_dir: Path) -> str | None:
+    return json.loads((run_dir / "result.json").read_text()).get("status")
+
+
+def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[str, Any]:
+    import transformers
+
+    from sft.collate import PaddedCollator
+    from sft.data import prepare_datasets
+    from sft.model import load_model, load_tokenizer, resolve_precision
+    from sft.trainer import SFTTrainer
+
+    check_config(cfg)
+    (run_dir / "result.json").unlink(missing_ok=True)
+    transformers.set_seed(int(cfg.trainer.seed))
+    precision = resolve_precision(cfg.trainer.precision)
+    cache_dir = cfg.paths.cache_dir
+    tokenizer = load_tokenizer(cfg.model, cache_dir)
+    data = prepare_datasets(cfg.task, tokenizer, cache_dir, seed=int(cfg.trainer.seed), num_proc=os.cpu_count())
+    log.info("data: %s", data.counts)
+    model = load_model(cfg.model, cfg.lora, precision, cache_dir, bool(cfg.trainer.gradient_checkpointing))
+
+    budget = plan_budget(cfg.trainer, len(data.train))
+    unit = cfg.smoothing.unit
+    planned = budget["samples"] if unit == "samples" else budget["samples"] * mean_length(data.train)
+    time_constant = float(cfg.smoothing.time_constant or default_time_constant(planned))
+    counter, outcome = SeenCounter(), Outcome()
+    run_log = RunLogCallback(run_dir, counter, outcome, unit, time_constant, reporter, cfg.trainer.report_every)
+    args = training_arguments(cfg, run_dir, precision, budget["steps"], has_eval=data.eval is not None)
+    wandb_run = start_wandb(cfg, run_dir) if cfg.logger.name == "wandb" else None
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=PaddedCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[counter, run_log, RichProgressCallback(f"{cfg.name}")],
+        counter=counter,
+        shuffle=bool(cfg.trainer.shuffle),
+    )
+    checkpoint = find_checkpoint(cfg.trainer.resume, run_dir)
+    if checkpoint:
+        run_log.load_previous(checkpoint_step(checkpoint))
+        log.info("resuming from %s", checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+        if outcome.status == "completed" and data.eval is not None and (not run_log.records or "eval_loss" not in run_log.records[-1]):
+            trainer.evaluate()
+    finally:
+        if wandb_run is not None:
+            wandb_run.finish()
+    records = run_log.records
+    objective = objective_from_metrics(records, cfg.objective, unit, time_constant) if outcome.status != "failed" else None
+    if outcome.status != "failed":
+        trainer.save_model(str(run_dir))
+    train_points = [r for r in records if "loss" in r]
+    if train_points:
+        plot_llamafactory_loss([r["step"] for r in train_points], [r["loss"] for r in train_points], run_dir / "training_loss.png", f"training loss of {run_dir}")
+    last = records[-1] if records else {"samples": counter.samples, "tokens": counter.tokens, "step": trainer.state.global_step}
+    result = {
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "objective": objective,
+        "objective_name": cfg.objective,
+        "direction": "minimize",
+        "smoothing": {"unit": unit, "time_constant": time_constant},
+        "budget": {**budget, "tokens": int(planned) if unit == "tokens" else None},
+        "seen": {"samples": counter.samples, "tokens": counter.tokens, "steps": trainer.state.global_step},
+        "last_log": last,
+        "counts": data.counts,
+        "elapsed": run_log.elapsed(),
+        "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    write_result(run_dir, result)
+    if outcome.status == "failed":
+        raise TrainingFailed(outcome.reason)
+    return result
+
+
+def plan_budget(trainer_cfg: Any, train_rows: int) -> dict[str, int]:
+    """Optimizer steps and samples the run will see. A budget in samples wins (fair across batch
+    sizes: each trial of a sweep sees the same data), then max_steps, then epochs."""
+    per_step = int(trainer_cfg.per_device_batch_size) * int(trainer_cfg.gradient_accumulation_steps) * world_size()
+    if int(trainer_cfg.max_samples_seen) > 0:
+        steps = math.ceil(int(trainer_cfg.max_samples_seen) / per_step)
+        return {"steps": steps, "samples": steps * per_step}
+    if int(trainer_cfg.max_steps) > 0:
+        return {"steps": int(trainer_cfg.max_steps), "samples": int(trainer_cfg.max_steps) * per_step}
+    steps = math.ceil(float(trainer_cfg.epochs) * math.ceil(train_rows / per_step))
+    return {"steps": steps, "samples": round(float(trainer_cfg.epochs) * train_rows)}
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def mean_length(dataset: Any) -> float:
+    sample = dataset.select(range(min(len(dataset), 2000)))
+    return sum(len(ids) for ids in sample["input_ids"]) / max(1, len(sample))
+
+
+def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps: int, has_eval: bool) -> Any:
+    from transformers import TrainingArguments
+
+    trainer, scheduler, optimizer = cfg.trainer, cfg.scheduler, cfg.optimizer
+    warmup = scheduler.warmup_ratio if scheduler.get("warmup_ratio") is not None else scheduler.warmup_steps
+    scheduler_kwargs = {"num_cycles": int(scheduler.num_cycles)} if scheduler.name == "cosine_with_restarts" else {}
+    eval_steps = trainer.eval_steps or trainer.logging_steps
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=int(trainer.per_device_batch_size),
+        per_device_eval_batch_size=int(trainer.per_device_batch_size),
+        gradient_accumulation_steps=int(trainer.gradient_accumulation_steps),
+        max_steps=max_steps,
+        learning_rate=float(optimizer.lr),
+        weight_decay=float(optimizer.weight_decay),
+        adam_beta1=float(optimizer.betas[0]),
+        adam_beta2=float(optimizer.betas[1]),
+        adam_epsilon=float(optimizer.eps),
+        max_grad_norm=float(optimizer.max_grad_norm),
+        optim=optimizer.name,
+        lr_scheduler_type=scheduler.name,
+        lr_scheduler_kwargs=scheduler_kwargs,
+        warmup_steps=float(warmup),
+        logging_steps=int(trainer.logging_steps),
+        logging_nan_inf_filter=False,
+        save_strategy="steps",
+        save_steps=int(trainer.save_steps),
+        save_total_limit=trainer.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=int(eval_steps) if has_eval else None,
+        seed=int(trainer.seed),
+        data_seed=int(trainer.seed),
+        train_sampling_strategy="random" if trainer.shuffle else "sequential",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=precision == "fp32" and not _cuda(),
+        dataloader_num_workers=int(trainer.dataloader_num_workers),
+        report_to=["wandb"] if cfg.logger.name == "wandb" else [],
+        run_name=cfg.logger.get("run_name") or cfg.name,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        restore_callback_states_from_checkpoint=True,
+        save_only_model=False,
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def find_checkpoint(resume: Any, run_dir: Path) -> str | None:
+    """trainer.resume: false; true (this run dir's last checkpoint); or a run dir / checkpoint path."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if resume in (False, None, "false"):
+        return None
+    target = run_dir if resume in (True, "true") else Path(str(resume))
+    if not target.is_dir():
+        raise ConfigError(f"trainer.resume={resume}: {target} is not a directory (give a run dir or a checkpoint-N dir)")
+    if target.name.startswith("checkpoint-") and (target / "trainer_state.json").is_file():
+        return str(target)
+    last = get_last_checkpoint(str(target))
+    if last is None:
+        raise ConfigError(
+            f"trainer.resume={resume}: no checkpoint-N dir in {target}; resume needs a run that saved one "
+            "(trainer.save_steps) and the same hydra.run.dir"
+        )
+    return last
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.split("-")[-1])
+
+
+def start_wandb(cfg: DictConfig, run_dir: Path) -> Any:
+    """A W&B run carrying the whole config, offline when no API key is set; the Trainer's W&B
+    callback logs into it."""
+    import wandb
+
+    mode = cfg.logger.mode
+    if mode == "auto":
+        mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    os.environ.setdefault("WANDB_LOG_MODEL", "false")
+    return wandb.init(
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        group=cfg.logger.group,
+        job_type=cfg.logger.job_type,
+        name=cfg.logger.run_name,
+        tags=list(cfg.logger.tags),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        dir=str(cfg.logger.dir),
+        mode=mode,
+        notes=str(run_dir),
+    )
+
+
+def write_result(run_dir: Path, result: dict[str, Any]) -> None:
+    path = run_dir / "result.json"
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    os.replace(temporary, path)

@@ -1,0 +1,44 @@
+"""Train one LoRA run (or, with -m / sweep=..., many): `python train.py experiment=quickstart`.
+
+Thin on purpose: Hydra composes conf/train.yaml, the recipe in sft.train does the work, and the
+return value is the objective a Hydra sweeper optimises. A failed run has written result.json
+before its error is raised, so a multirun records it and goes on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+log = logging.getLogger("train")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    if cfg.get("cuda_visible_devices") is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(cfg.cuda_visible_devices)
+    from hydra.utils import instantiate
+
+    from sft.errors import TrainingFailed
+    from sft.train import run_training
+
+    run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        reporter = instantiate(cfg.trial) if cfg.get("trial") else None
+        result = run_training(cfg, run_dir, reporter)
+    except (ValueError, TrainingFailed) as error:
+        if HydraConfig.get().mode == RunMode.RUN:
+            log.error("%s", error)
+            sys.exit(1)
+        raise
+    log.info("%s: %s = %s (run dir %s)", result["status"], result["objective_name"], result["objective"], run_dir)
+    return result["objective"]
+
+
+if __name__ == "__main__":
+    main()
