@@ -2,12 +2,15 @@
 model batches.
 
 PaddedCollator is LLaMA-Factory's default path: right padding to the longest row of the batch.
+PaddingFreeCollator computes the same samples without pads; pack_examples is LLaMA-Factory's packing.
 """
 from __future__ import annotations
 
+import bisect
 from typing import Any, Sequence
 
 import torch
+from transformers import DataCollatorWithFlattening
 
 IGNORE_INDEX = -100  # the label torch's cross_entropy skips (its default ignore_index)
 
@@ -42,6 +45,8 @@ class PaddedCollator:
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         check_examples(examples)
+        if any("sequence_lengths" in example for example in examples):
+            raise ValueError("packed rows (from pack_examples) need PaddingFreeCollator: padding them would let their samples attend to each other")
         width = max(len(example["input_ids"]) for example in examples)
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -54,3 +59,100 @@ class PaddedCollator:
             labels[row, :length] = torch.as_tensor(example["labels"], dtype=torch.long)
             attention_mask[row, :length] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class PaddingFreeCollator:
+    """The same samples as a padded batch, laid end to end in one row [1, total_len]: no pad token is
+    computed. Packed rows (from pack_examples) are split back into their samples first.
+
+    Samples stay isolated by their boundaries, which the batch carries as position_ids restarting at 0
+    and as cu_seq_lens_q/k (the varlen kwargs): attn_implementation "sdpa_varlen" (sft.attention),
+    "flex_attention" (a document BlockMask built by transformers) and flash-attention use them. Each
+    sample's first label becomes -100: after the model's internal shift it would be the target of the
+    previous sample's last token; the padded path never trains it either, so the losses stay equal.
+
+    dense_mask=True adds an explicit [1, 1, T, T] boolean block-diagonal causal mask: exact with plain
+    "sdpa" whatever the model's settings, at T*T memory; the fallback when the others are unavailable.
+    """
+
+    def __init__(self, dense_mask: bool = False) -> None:
+        self.dense_mask = dense_mask
+        self.flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX, return_flash_attn_kwargs=True)
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+        check_examples(examples)
+        batch = self.flatten(split_packed(examples), return_tensors="pt")
+        if self.dense_mask:
+            batch["attention_mask"] = block_causal_mask(batch["cu_seq_lens_q"])
+        # transformers reads document boundaries from position_ids only when no KV cache is built
+        batch["use_cache"] = False
+        return batch
+
+
+def split_packed(examples: Sequence[Example]) -> list[Example]:
+    """Packed rows back into their samples (by "sequence_lengths"); plain examples pass unchanged."""
+    samples: list[Example] = []
+    for index, example in enumerate(examples):
+        lengths = example.get("sequence_lengths")
+        if lengths is None:
+            samples.append({"input_ids": list(example["input_ids"]), "labels": list(example["labels"])})
+            continue
+        if sum(lengths) != len(example["input_ids"]) or min(lengths) < 1:
+            raise ValueError(
+                f"packed row {index} has sequence_lengths {list(lengths)} for {len(example['input_ids'])} tokens; "
+                "rebuild it with sft.collate.pack_examples"
+            )
+        start = 0
+        for length in lengths:
+            samples.append({"input_ids": list(example["input_ids"][start : start + length]), "labels": list(example["labels"][start : start + length])})
+            start += length
+    return samples
+
+
+def block_causal_mask(cu_seq_lens: torch.Tensor) -> torch.Tensor:
+    """[1, 1, T, T] boolean mask, True where a token may attend: earlier tokens of its own sample only."""
+    lengths = (cu_seq_lens[1:] - cu_seq_lens[:-1]).long()
+    sample_of_token = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    same_sample = sample_of_token[:, None] == sample_of_token[None, :]
+    total = int(cu_seq_lens[-1])
+    causal = torch.ones(total, total, dtype=torch.bool).tril()
+    return (same_sample & causal)[None, None]
+
+
+def pack_examples(examples: Sequence[Example], cutoff_len: int) -> list[Example]:
+    """LLaMA-Factory's `packing`: several samples per row of at most cutoff_len tokens, by best-fit
+    decreasing (deterministic: longest first, ties in input order). Each row keeps "sequence_lengths",
+    so PaddingFreeCollator restores the boundaries and no sample attends to another."""
+    if cutoff_len < 1:
+        raise ValueError(f"cutoff_len={cutoff_len} must be a positive number of tokens")
+    check_examples(examples)
+    for index, example in enumerate(examples):
+        if len(example["input_ids"]) > cutoff_len:
+            raise ValueError(
+                f"example {index} has {len(example['input_ids'])} tokens, more than cutoff_len={cutoff_len}; "
+                "tokenize with the same task.cutoff_len as packing uses"
+            )
+    order = sorted(range(len(examples)), key=lambda index: (-len(examples[index]["input_ids"]), index))
+    rows: list[list[int]] = []
+    free_space: list[tuple[int, int]] = []  # (tokens still free, row index), sorted
+    for index in order:
+        length = len(examples[index]["input_ids"])
+        slot = bisect.bisect_left(free_space, (length, -1))
+        if slot == len(free_space):
+            rows.append([index])
+            row, remaining = len(rows) - 1, cutoff_len - length
+        else:
+            free, row = free_space.pop(slot)
+            rows[row].append(index)
+            remaining = free - length
+        if remaining > 0:
+            bisect.insort(free_space, (remaining, row))
+    return [merge_row([examples[index] for index in row]) for row in rows]
+
+
+def merge_row(samples: Sequence[Example]) -> Example:
+    return {
+        "input_ids": [token for sample in samples for token in sample["input_ids"]],
+        "labels": [label for sample in samples for label in sample["labels"]],
+        "sequence_lengths": [len(sample["input_ids"]) for sample in samples],
+    }

@@ -1,0 +1,158 @@
+"""Padding-free batches and packed rows must give the padded path's loss and each sample's own logits,
+on a tiny randomly initialised Qwen2 (CPU)."""
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from sft.attention import SDPA_VARLEN, padding_free_attention
+from sft.collate import IGNORE_INDEX, PaddedCollator, PaddingFreeCollator, pack_examples
+
+VOCAB = 1000
+PAD = 0
+LENGTHS = [9, 23, 4, 31, 15, 2]
+# (attn_implementation, dense_mask): the three exact padding-free setups on CPU
+PADDING_FREE_SETUPS = [(SDPA_VARLEN, False), ("sdpa", True), ("sdpa", False)]
+
+
+def make_examples(lengths: list[int], seed: int = 0) -> list[dict[str, list[int]]]:
+    """Random samples whose first third is prompt (-100), like tokenized chat rows."""
+    generator = torch.Generator().manual_seed(seed)
+    examples = []
+    for length in lengths:
+        input_ids = torch.randint(1, VOCAB, (length,), generator=generator).tolist()
+        prompt = max(1, length // 3)
+        examples.append({"input_ids": input_ids, "labels": [IGNORE_INDEX] * prompt + input_ids[prompt:]})
+    return examples
+
+
+def tiny_qwen2(attn_implementation: str) -> Qwen2ForCausalLM:
+    config = Qwen2Config(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+        vocab_size=VOCAB, max_position_embeddings=256, attn_implementation=attn_implementation,
+    )
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(config).eval()
+
+
+def logits_alone(model: Qwen2ForCausalLM, examples: list[dict[str, list[int]]]) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(input_ids=torch.tensor([example["input_ids"]])).logits[0] for example in examples])
+
+
+def test_padded_collator_pads_right_to_a_multiple():
+    batch = PaddedCollator(pad_token_id=PAD, pad_to_multiple_of=8)(make_examples([3, 10]))
+    assert batch["input_ids"].shape == (2, 16)
+    assert batch["attention_mask"].sum(dim=1).tolist() == [3, 10]
+    assert (batch["input_ids"][0, 3:] == PAD).all()
+    assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
+
+
+@pytest.mark.parametrize("attn_implementation,dense_mask", PADDING_FREE_SETUPS)
+def test_padding_free_loss_and_logits_match_padded_and_alone(attn_implementation, dense_mask):
+    model = tiny_qwen2(attn_implementation)
+    examples = make_examples(LENGTHS)
+    batch = PaddingFreeCollator(dense_mask=dense_mask)(examples)
+    assert batch["input_ids"].shape == (1, sum(LENGTHS))
+    with torch.no_grad():
+        padded_loss = model(**PaddedCollator(pad_token_id=PAD)(examples)).loss
+        output = model(**batch)
+    assert output.loss.item() == pytest.approx(padded_loss.item(), abs=1e-5)
+    assert torch.allclose(output.logits[0], logits_alone(model, examples), atol=1e-5)
+
+
+def test_padding_free_batch_restarts_positions_and_masks_each_first_label():
+    examples = make_examples([5, 3, 4])
+    examples[1]["labels"] = list(examples[1]["input_ids"])  # a sample with no prompt: its first label must still go
+    batch = PaddingFreeCollator()(examples)
+    assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 3]
+    assert batch["cu_seq_lens_q"].tolist() == [0, 5, 8, 12]
+    assert batch["labels"][0, [0, 5, 8]].tolist() == [IGNORE_INDEX] * 3
+    assert batch["labels"][0, 6:8].tolist() == examples[1]["labels"][1:]
+
+
+def test_dense_mask_is_block_diagonal_causal():
+    mask = PaddingFreeCollator(dense_mask=True)(make_examples([2, 3]))["attention_mask"]
+    expected = torch.tensor(
+        [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 1, 1, 1]], dtype=torch.bool
+    )
+    assert mask.dtype == torch.bool and torch.equal(mask[0, 0], expected)
+
+
+def test_pack_examples_fills_rows_deterministically_within_cutoff():
+    examples = make_examples(LENGTHS)
+    rows = pack_examples(examples, cutoff_len=32)
+    assert rows == pack_examples(examples, cutoff_len=32)
+    assert all(len(row["input_ids"]) <= 32 for row in rows)
+    assert sorted(length for row in rows for length in row["sequence_lengths"]) == sorted(LENGTHS)
+    # longest first, each into the fullest row it fits: 31 | 23, then 9 into the 23-row | 15, 4, 2
+    assert [row["sequence_lengths"] for row in rows] == [[31], [23, 9], [15, 4, 2]]
+
+
+@pytest.mark.parametrize("attn_implementation,dense_mask", PADDING_FREE_SETUPS)
+def test_packed_rows_do_not_attend_across_samples(attn_implementation, dense_mask):
+    model = tiny_qwen2(attn_implementation)
+    examples = make_examples(LENGTHS, seed=1)
+    rows = pack_examples(examples, cutoff_len=32)
+    batch = PaddingFreeCollator(dense_mask=dense_mask)(rows)
+    packed_order = [examples[index] for index in packing_order(examples, rows)]
+    with torch.no_grad():
+        logits = model(**batch).logits[0]
+    assert torch.allclose(logits, logits_alone(model, packed_order), atol=1e-5)
+
+
+def packing_order(examples, rows):
+    """Index of each sample, in the order the packed rows hold them (samples here are all distinct)."""
+    by_tokens = {tuple(example["input_ids"]): index for index, example in enumerate(examples)}
+    order = []
+    for row in rows:
+        start = 0
+        for length in row["sequence_lengths"]:
+            order.append(by_tokens[tuple(row["input_ids"][start : start + length])])
+            start += length
+    return order
+
+
+def test_padding_free_lora_forward_backward_matches_padded_gradients():
+    examples = make_examples(LENGTHS)
+    gradients = []
+    for collator in (PaddedCollator(pad_token_id=PAD), PaddingFreeCollator()):
+        lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+        model = get_peft_model(tiny_qwen2(SDPA_VARLEN), lora)
+        model.train()
+        model(**collator(examples)).loss.backward()
+        gradients.append({name: param.grad for name, param in model.named_parameters() if param.requires_grad})
+    padded, padding_free = gradients
+    assert padded.keys() == padding_free.keys() and len(padded) > 0
+    for name in padded:
+        assert torch.allclose(padding_free[name], padded[name], atol=1e-5), name
+
+
+@pytest.mark.parametrize("collator", [PaddedCollator(pad_token_id=PAD), PaddingFreeCollator()])
+def test_empty_batch_is_refused(collator):
+    with pytest.raises(ValueError, match="empty batch"):
+        collator([])
+
+
+def test_sample_longer_than_cutoff_is_refused():
+    with pytest.raises(ValueError, match="more than cutoff_len=8"):
+        pack_examples(make_examples([5, 9]), cutoff_len=8)
+
+
+def test_mismatched_labels_are_refused():
+    example = make_examples([5])[0]
+    example["labels"] = example["labels"][1:]
+    with pytest.raises(ValueError, match="5 input_ids but 4 labels"):
+        PaddingFreeCollator()([example])
+
+
+def test_padded_collator_refuses_packed_rows():
+    with pytest.raises(ValueError, match="need PaddingFreeCollator"):
+        PaddedCollator(pad_token_id=PAD)(pack_examples(make_examples([3, 4]), cutoff_len=16))
+
+
+def test_padding_free_attention_choice():
+    assert padding_free_attention("auto", device="cpu") == SDPA_VARLEN
+    assert padding_free_attention("sdpa") == "sdpa"
+    with pytest.raises(ValueError, match="unknown padding-free attention 'flash'"):
+        padding_free_attention("flash")
