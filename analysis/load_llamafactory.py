@@ -79,6 +79,8 @@ def load_llamafactory_dir(output_dir: Path, name: str) -> RunRecord:
     steps = [float(row["current_steps"]) for row in train]
     batch = (state or {}).get("train_batch_size")
     accumulation = record.params.get("gradient_accumulation_steps", 1)
+    if batch and "gradient_accumulation_steps" not in record.params:
+        record.notes.append("samples assume gradient accumulation 1 (no training_args.yaml)")
     effective_batch = int(batch) * int(accumulation) if batch else None
     record.series = Series(
         samples=samples_from_steps(steps, effective_batch),

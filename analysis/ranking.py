@@ -90,9 +90,10 @@ def group_repeats(runs: list[RunRecord]) -> list[list[RunRecord]]:
 
 
 def varying_params(runs: list[RunRecord]) -> list[str]:
-    """Params that differ between the runs compared: the only ones worth showing."""
+    """Params that take two or more values among the runs that have them: the only ones worth showing
+    (a key that only one source writes, such as LLaMA-Factory's argument names, does not count)."""
     keys = sorted({key for run in runs for key in run.params})
-    return [key for key in keys if len({repr(run.params.get(key)) for run in runs}) > 1]
+    return [key for key in keys if len({repr(run.params[key]) for run in runs if key in run.params}) > 1]
 
 
 def metric_value(run: RunRecord, by: str) -> float | None:
@@ -161,6 +162,7 @@ def rank_runs(
         for run in members:
             final = finals.get(id(run))
             who = f"{run.name}: " if len(members) > 1 else ""
+            row.flags.extend(who + note for note in run.notes)
             if final is None:
                 row.flags.append(who + (f"no {unit} series" if run.series.loss else "no loss logged"))
             elif final < short_below:

@@ -48,7 +48,8 @@ class RunRecord:
 
     params: flattened config keys (Hydra override keys such as "optimizer.lr"); summary: the last value
     of every numeric metric the run recorded (what `--by METRIC` ranks on); attrs: Optuna user attrs or
-    similar tags ("ablation", "repeat_values"); result: our result.json when the run wrote one.
+    similar tags ("ablation", "repeat_values"); result: our result.json when the run wrote one;
+    notes: caveats about how a figure was derived, shown beside the run's rank.
     """
 
     name: str
@@ -64,6 +65,7 @@ class RunRecord:
     summary: dict[str, float] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     group: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
