@@ -1,0 +1,98 @@
+"""A tiny Qwen2 model with its own 8k tokenizer, built on this machine so the quickstart, the sweep and
+the tests run with no model hub and no GPU.
+
+The tokenizer is a byte-level BPE trained on the shipped demo data with Qwen2's pre-tokenizer, added
+tokens and chat template, so the data pipeline treats it exactly as Qwen2.5's (only the ids differ).
+The model is randomly initialised under a fixed seed: it learns nothing useful, but its loss falls and
+its shapes, dtypes and modules are those of a real Qwen2, which is what the training code needs.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+from sft.qwen_vocab import QWEN25_ADDED_TOKENS, add_qwen25_tokens, build_once, save_as_qwen25, set_qwen2_pipeline
+
+TINY_MODEL_NAME = "tiny-qwen2-v1"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+VOCAB_SIZE = 8192  # BPE tokens plus the 22 added ones
+MAX_POSITIONS = 4096
+SEED = 0
+
+
+def ensure_tiny_model(cache_dir: str | Path) -> Path:
+    """The dir of the tiny model and its tokenizer (`<cache_dir>/models/tiny-qwen2-v1`), built on first use.
+
+    Loads with `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`. Bump the
+    version in TINY_MODEL_NAME whenever the recipe below changes, so old caches are not reused.
+    """
+    return build_once(Path(cache_dir).expanduser() / "models" / TINY_MODEL_NAME, _build)
+
+
+def _build(directory: Path) -> None:
+    tokenizer = _train_tokenizer(_demo_texts())
+    save_as_qwen25(tokenizer, directory, model_max_length=MAX_POSITIONS)
+    _save_model(directory, tokenizer)
+
+
+def _demo_texts() -> Iterator[str]:
+    paths = sorted(DATA_DIR.glob("*.json"))
+    if not paths:
+        raise FileNotFoundError(
+            f"no demo data (*.json) in {DATA_DIR} to train the tiny tokenizer on; "
+            "restore the project's data/ dir (git checkout data/) or regenerate it with sft/demo_data.py"
+        )
+    for path in paths:
+        yield from _strings(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _train_tokenizer(texts: Iterator[str]) -> Tokenizer:
+    """Byte-level BPE with every byte in its alphabet, so any text encodes without an unknown token."""
+    tokenizer = Tokenizer(models.BPE())
+    set_qwen2_pipeline(tokenizer)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE - len(QWEN25_ADDED_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    add_qwen25_tokens(tokenizer)
+    return tokenizer
+
+
+def _save_model(directory: Path, tokenizer: Tokenizer) -> None:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.token_to_id("<|im_end|>"),
+        pad_token_id=tokenizer.token_to_id("<|endoftext|>"),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = Qwen2ForCausalLM(config)
+    model.save_pretrained(directory)
