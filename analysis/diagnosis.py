@@ -21,7 +21,9 @@ class Diagnosis:
     """jaggedness: std of (raw - smoothed) / mean smoothed loss. descent: (first - last smoothed) / first.
     tail_change: relative change of the smoothed loss over the last 20% of the run (least-squares slope
     times the window length, over the window's mean); still_falling: tail_change below -1%.
-    spikes: raw points more than 3 robust stds (1.4826 x MAD of the residuals) above the smoothed curve."""
+    spikes: raw points more than 3 robust stds (1.4826 x MAD of the residuals) above the smoothed curve.
+    The smoothing is causal, so where the loss falls steeply within one time constant its lag adds to
+    the jaggedness: compare jaggedness between runs read with the same time constant, as ranking does."""
 
     jaggedness: float | None
     descent: float

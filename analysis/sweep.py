@@ -105,12 +105,12 @@ def param_importances(ranking: Ranking) -> tuple[dict[str, dict[str, float]], li
     )
     importances: dict[str, dict[str, float]] = {}
     messages: list[str] = []
-    for evaluator in (PedAnovaImportanceEvaluator(), FanovaImportanceEvaluator(), MeanDecreaseImpurityImportanceEvaluator()):
-        label = type(evaluator).__name__.removesuffix("ImportanceEvaluator")
+    for evaluator in (PedAnovaImportanceEvaluator, FanovaImportanceEvaluator, MeanDecreaseImpurityImportanceEvaluator):
+        label = evaluator.__name__.removesuffix("ImportanceEvaluator")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                importances[label] = get_param_importances(study, evaluator=evaluator)
+                importances[label] = get_param_importances(study, evaluator=evaluator())
             except ImportError:
                 messages.append(f"{label} importance needs scikit-learn (pip install scikit-learn)")
             except (ValueError, RuntimeError) as error:

@@ -1,0 +1,140 @@
+"""Ranking at a common budget, repeats and ties, diagnosis, ablation and importance, on run dirs
+written per docs/run_dir.md and on LLaMA-Factory output dirs as LLaMA-Factory writes them."""
+from pathlib import Path
+
+import pytest
+
+from analysis import AnalysisInputError, diagnose, load_runs, objective_from_metrics, rank_runs
+from analysis.records import read_jsonl
+from analysis.sweep import ablation_effects, param_importances
+from analysis.synthetic import synthetic_losses, write_run_dir
+
+LLAMAFACTORY = Path(__file__).parent / "fixtures" / "llamafactory"
+
+
+def by_name(ranking, suffix):
+    return next(row for row in ranking.rows if row.run.name.endswith(suffix))
+
+
+def test_runs_of_different_lengths_and_batch_sizes_are_read_at_one_budget(tmp_path):
+    # finals in samples: 4*100 = 400, 8*60 = 480, 16*40 = 640, 4*10 = 40 (pruned early)
+    specs = {"a": (4, 100, 0.020), "b": (8, 60, 0.030), "c": (16, 40, 0.060), "short": (4, 10, 0.021)}
+    for name, (batch, steps, rate) in specs.items():
+        write_run_dir(tmp_path / name, synthetic_losses(steps, rate, 0.02, seed=len(name)), batch_size=batch,
+                      overrides={"trainer.per_device_batch_size": batch, "optimizer.lr": rate},
+                      status="pruned" if name == "short" else "completed")
+    ranking = rank_runs(load_runs([str(tmp_path)]).runs)
+    # median final = (400 + 480) / 2 = 440; runs below 220 are too short; budget = min(400, 480, 640)
+    assert ranking.budget == 400
+    assert ranking.time_constant == 40
+    assert "common budget of 400 samples, time constant 40 samples" in ranking.describe()
+    for name in ("a", "b", "c"):
+        records, _ = read_jsonl(tmp_path / name / "metrics.jsonl")
+        expected = objective_from_metrics(records, "smoothed_loss", "samples", time_constant=40, budget=400)
+        assert by_name(ranking, name).value == pytest.approx(expected)
+    short = by_name(ranking, "short")
+    assert short.rank is None and short.value is None and short.run.status == "pruned"
+    assert any("too short" in flag for flag in short.flags)
+    assert [row.rank for row in ranking.rows[:3]] == [1, 2, 3]
+    assert ranking.rows[0].value <= ranking.rows[1].value <= ranking.rows[2].value
+
+
+def test_repeats_pool_into_mean_and_spread_and_close_calls_are_within_noise(tmp_path):
+    for seed in (1, 2, 3):
+        write_run_dir(tmp_path / f"lr1-seed{seed}", synthetic_losses(60, 0.05, 0.3, seed=seed), batch_size=4,
+                      overrides={"optimizer.lr": 1e-3, "trainer.seed": seed})
+    write_run_dir(tmp_path / "lr2", synthetic_losses(60, 0.05, 0.3, seed=9), batch_size=4, overrides={"optimizer.lr": 2e-3})
+    ranking = rank_runs(load_runs([str(tmp_path)]).runs)
+    pooled = next(row for row in ranking.rows if len(row.members) == 3)
+    assert len(pooled.repeats) == 3 and pooled.spread > 0
+    assert pooled.value == pytest.approx(sum(pooled.repeats) / 3)
+    second = ranking.rows[1]
+    assert any(flag.startswith("within noise of #1") for flag in second.flags), second.flags
+
+
+def test_identical_values_are_flagged_as_a_tie(tmp_path):
+    losses = synthetic_losses(30, 0.05, 0.05, seed=3)
+    write_run_dir(tmp_path / "x", losses, batch_size=4, overrides={"optimizer.lr": 1e-3})
+    write_run_dir(tmp_path / "y", losses, batch_size=4, overrides={"optimizer.lr": 3e-3})
+    ranking = rank_runs(load_runs([str(tmp_path)]).runs)
+    assert ranking.rows[0].rank == ranking.rows[1].rank == 1
+    assert ranking.rows[1].flags == ["tie with #1"]
+
+
+def test_llamafactory_output_dirs_rank_beside_our_runs(tmp_path):
+    write_run_dir(tmp_path / "ours", synthetic_losses(80, 0.04, 0.03, seed=5), batch_size=4, overrides={})
+    loaded = load_runs([str(tmp_path / "ours"), str(LLAMAFACTORY / "*")])
+    assert loaded.problems == []
+    sources = sorted(run.source for run in loaded.runs)
+    assert sources == ["llamafactory", "llamafactory", "rundir"]
+    with_args = next(run for run in loaded.runs if run.path.endswith("10-00-00"))
+    # trainer_log.jsonl: logged every 5 steps; samples = step x train_batch_size 2 x gradient accumulation 4
+    assert with_args.series.steps[:2] == [5.0, 10.0]
+    assert with_args.series.samples[:2] == [40.0, 80.0]
+    assert with_args.eval_loss is not None and with_args.status == "completed"
+    state_only = next(run for run in loaded.runs if run.path.endswith("11-00-00"))
+    # no trainer_log.jsonl: trainer_state.json log_history is read instead; batch 4, accumulation unknown
+    assert state_only.series.samples[:2] == [20.0, 40.0]
+    assert state_only.notes == ["samples assume gradient accumulation 1 (no training_args.yaml)"]
+    ranking = rank_runs(loaded.runs)
+    # finals: ours 4*80 = 320, LLaMA-Factory 40*8 = 320 and 60*4 = 240 samples
+    assert ranking.budget == 240
+    assert [row.rank for row in ranking.rows] == [1, 2, 3]
+
+
+def test_diagnosis_measures_jaggedness_descent_and_spikes(tmp_path):
+    # a gentle descent (rate 0.01 per step against a time constant of 10 steps), so the smoothed curve's
+    # lag behind the descent adds little to the spread of the residuals
+    smooth = synthetic_losses(200, 0.01, 0.01, seed=1)
+    jagged = synthetic_losses(200, 0.01, 0.2, seed=1)
+    spiky = list(smooth)
+    for index in (50, 120, 170):
+        spiky[index] += 2.0
+    flat = [1.0 + 0.01 * ((i * 7) % 5) for i in range(200)]
+    for name, losses in {"smooth": smooth, "jagged": jagged, "spiky": spiky, "flat": flat}.items():
+        write_run_dir(tmp_path / name, losses, batch_size=4, overrides={"name": name})
+    runs = {Path(run.path).name: run for run in load_runs([str(tmp_path)]).runs}
+    figures = {name: diagnose(run, "samples", time_constant=40) for name, run in runs.items()}
+    assert figures["jagged"].jaggedness > 4 * figures["smooth"].jaggedness
+    assert figures["spiky"].spikes == 3
+    assert figures["smooth"].spikes == 0
+    assert figures["smooth"].descent > 0.5
+    assert figures["flat"].still_falling is False
+    assert figures["smooth"].points == 200
+
+
+def test_rank_by_eval_loss_or_a_recorded_metric(tmp_path):
+    write_run_dir(tmp_path / "p", synthetic_losses(40, 0.05, 0.02, seed=1), batch_size=4, overrides={"k": 1}, eval_loss=1.5)
+    write_run_dir(tmp_path / "q", synthetic_losses(40, 0.05, 0.02, seed=2), batch_size=4, overrides={"k": 2}, eval_loss=1.2)
+    runs = load_runs([str(tmp_path)]).runs
+    assert [row.run.name for row in rank_runs(runs, by="eval_loss").rows] == [f"{tmp_path.name}/q", f"{tmp_path.name}/p"]
+    assert rank_runs(runs, by="grad_norm").rows[0].value == 1.0
+    with pytest.raises(AnalysisInputError, match="no run recorded the metric 'accuracy'"):
+        rank_runs(runs, by="accuracy")
+
+
+def test_ablation_effects_and_parameter_importance(tmp_path):
+    remedies = {"baseline": 0.02, "lower_lr": 0.01, "more_warmup": 0.03, "weight_decay": 0.025, "clip_0.5": 0.028}
+    for index, (remedy, rate) in enumerate(remedies.items()):
+        write_run_dir(tmp_path / remedy, synthetic_losses(100, rate, 0.05, seed=index), batch_size=4,
+                      overrides={"optimizer.lr": rate, "trainer.max_grad_norm": 1.0 - 0.1 * index})
+    runs = load_runs([str(tmp_path)]).runs
+    for run in runs:
+        run.attrs["ablation"] = Path(run.path).name
+    ranking = rank_runs(runs)
+    effects, message = ablation_effects(ranking)
+    assert message is None
+    lower_lr = {effect.figure: effect for effect in effects if effect.remedy == "lower_lr"}
+    baseline_row = next(row for row in ranking.rows if row.run.attrs["ablation"] == "baseline")
+    assert lower_lr["value"].baseline == baseline_row.value
+    assert lower_lr["value"].change > 0  # a slower descent ends higher at the common budget
+    importances, messages = param_importances(ranking)
+    assert set(importances["PedAnova"]) == {"optimizer.lr", "trainer.max_grad_norm"}
+    for evaluator in ("Fanova", "MeanDecreaseImpurity"):
+        assert evaluator in importances or any(evaluator in line for line in messages)
+
+
+def test_too_few_runs_for_importance_is_a_message(tmp_path):
+    write_run_dir(tmp_path / "only", synthetic_losses(20, 0.05, 0.02, seed=1), batch_size=4, overrides={"optimizer.lr": 1e-3})
+    importances, messages = param_importances(rank_runs(load_runs([str(tmp_path)]).runs))
+    assert importances == {} and "needs at least 4 ranked runs" in messages[0]
