@@ -13,6 +13,7 @@ import torch
 from transformers import DataCollatorWithFlattening
 
 IGNORE_INDEX = -100  # the label torch's cross_entropy skips (its default ignore_index)
+SAMPLE_COUNT_KEY = "sample_count"  # samples in a padding-free batch, whose one row holds them all; pop before forward
 
 Example = dict[str, Any]
 
@@ -67,7 +68,8 @@ class PaddingFreeCollator:
 
     Samples stay isolated by their boundaries, which the batch carries as position_ids restarting at 0
     and as cu_seq_lens_q/k (the varlen kwargs): attn_implementation "sdpa_varlen" (sft.attention),
-    "flex_attention" (a document BlockMask built by transformers) and flash-attention use them. Each
+    "flex_attention" (a document BlockMask built by transformers) and flash-attention use them. The
+    batch also says how many samples it holds (SAMPLE_COUNT_KEY), for counting samples seen. Each
     sample's first label becomes -100: after the model's internal shift it would be the target of the
     previous sample's last token; the padded path never trains it either, so the losses stay equal.
 
@@ -81,11 +83,13 @@ class PaddingFreeCollator:
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
         check_examples(examples)
-        batch = self.flatten(split_packed(examples), return_tensors="pt")
+        samples = split_packed(examples)
+        batch = self.flatten(samples, return_tensors="pt")
         if self.dense_mask:
             batch["attention_mask"] = block_causal_mask(batch["cu_seq_lens_q"])
         # transformers reads document boundaries from position_ids only when no KV cache is built
         batch["use_cache"] = False
+        batch[SAMPLE_COUNT_KEY] = len(samples)
         return batch
 
 

@@ -6,7 +6,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from sft.attention import SDPA_VARLEN, padding_free_attention
-from sft.collate import IGNORE_INDEX, PaddedCollator, PaddingFreeCollator, pack_examples
+from sft.collate import IGNORE_INDEX, SAMPLE_COUNT_KEY, PaddedCollator, PaddingFreeCollator, pack_examples
 
 VOCAB = 1000
 PAD = 0
@@ -54,6 +54,7 @@ def test_padding_free_loss_and_logits_match_padded_and_alone(attn_implementation
     examples = make_examples(LENGTHS)
     batch = PaddingFreeCollator(dense_mask=dense_mask)(examples)
     assert batch["input_ids"].shape == (1, sum(LENGTHS))
+    assert batch.pop(SAMPLE_COUNT_KEY) == len(LENGTHS)
     with torch.no_grad():
         padded_loss = model(**PaddedCollator(pad_token_id=PAD)(examples)).loss
         output = model(**batch)
@@ -95,6 +96,7 @@ def test_packed_rows_do_not_attend_across_samples(attn_implementation, dense_mas
     examples = make_examples(LENGTHS, seed=1)
     rows = pack_examples(examples, cutoff_len=32)
     batch = PaddingFreeCollator(dense_mask=dense_mask)(rows)
+    assert batch.pop(SAMPLE_COUNT_KEY) == len(examples)
     packed_order = [examples[index] for index in packing_order(examples, rows)]
     with torch.no_grad():
         logits = model(**batch).logits[0]
@@ -120,7 +122,9 @@ def test_padding_free_lora_forward_backward_matches_padded_gradients():
         lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
         model = get_peft_model(tiny_qwen2(SDPA_VARLEN), lora)
         model.train()
-        model(**collator(examples)).loss.backward()
+        batch = collator(examples)
+        batch.pop(SAMPLE_COUNT_KEY, None)
+        model(**batch).loss.backward()
         gradients.append({name: param.grad for name, param in model.named_parameters() if param.requires_grad})
     padded, padding_free = gradients
     assert padded.keys() == padding_free.keys() and len(padded) > 0
