@@ -152,9 +152,11 @@ def samples_from_steps(steps: list[float], effective_batch: int | None) -> list[
 
 
 def check_series_length(record: RunRecord) -> bool:
-    """Whether a run has enough points to smooth and compare; adds the problem line when it has not."""
-    count = len(record.series.loss)
-    if count == 1:
+    """Whether a run has enough points to smooth and compare; adds the problem line when it has not.
+
+    A trial's reported values are kept even when there is one (a trial pruned at its first report is a
+    normal part of a sweep); a logged raw loss curve with one point is not a curve."""
+    if len(record.series.loss) == 1 and not record.series.presmoothed:
         record.problems.append(
             f"{record.path}: only 1 logged loss point; a curve needs at least 2 (lower logging_steps)"
         )
