@@ -183,3 +183,35 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def ensure_qwen2_tokenizer(cache_dir: str | Path) -> Path:
+    """The dir of Qwen2.5's tokenizer (`<cache_dir>/tokenizers/qwen2.5-v1`), built from dashscope's
+    qwen.tiktoken on first use; loads with `AutoTokenizer.from_pretrained`."""
+    return build_once(Path(cache_dir).expanduser() / "tokenizers" / QWEN25_CACHE_NAME, _build_qwen25)
+
+
+def qwen_tiktoken_path() -> Path:
+    """dashscope's copy of Qwen's BPE ranks (base64 token, rank; 151,643 lines), found without importing
+    dashscope, whose import pulls in its whole API client."""
+    spec = importlib.util.find_spec("dashscope")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "building Qwen2.5's tokenizer offline needs qwen.tiktoken from the dashscope package: "
+            "pip install dashscope tiktoken (or the project's extra: pip install -e \".[qwen-vocab]\")"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "resources" / "qwen.tiktoken"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing from the installed dashscope: reinstall it (pip install --force-reinstall dashscope)"
+        )
+    return path
+
+
+def _build_qwen25(directory: Path) -> None:
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    tokenizer = TikTokenConverter(vocab_file=str(qwen_tiktoken_path()), pattern=QWEN2_PATTERN).tokenizer()
+    set_qwen2_pipeline(tokenizer)
+    add_qwen25_tokens(tokenizer)
+    save_as_qwen25(tokenizer, directory, model_max_length=QWEN25_MAX_LENGTH)

@@ -34,12 +34,13 @@ def ensure_tiny_model(cache_dir: str | Path) -> Path:
 
 
 def _build(directory: Path) -> None:
-    tokenizer = _train_tokenizer(_demo_texts())
+    tokenizer = _train_tokenizer(demo_texts())
     save_as_qwen25(tokenizer, directory, model_max_length=MAX_POSITIONS)
     _save_model(directory, tokenizer)
 
 
-def _demo_texts() -> Iterator[str]:
+def demo_texts() -> Iterator[str]:
+    """Every string in the shipped demo data (data/*.json), wherever it sits in the JSON."""
     paths = sorted(DATA_DIR.glob("*.json"))
     if not paths:
         raise FileNotFoundError(

@@ -8,13 +8,25 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
+import tiktoken
 import torch
+from tiktoken.load import load_tiktoken_bpe
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sft.qwen_vocab import EOS_TOKEN, PAD_TOKEN, QWEN25_ADDED_TOKENS, build_once
+from sft.qwen_vocab import (
+    EOS_TOKEN,
+    PAD_TOKEN,
+    QWEN2_PATTERN,
+    QWEN25_ADDED_TOKENS,
+    build_once,
+    ensure_qwen2_tokenizer,
+    qwen_tiktoken_path,
+)
+from sft.tiny_model import demo_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 CHINESE = "患者您好，根据您描述的症状，建议先测量血压，再到医院心内科就诊。"
@@ -27,10 +39,8 @@ def tiny_tokenizer(tiny_model_dir: Path):
 
 
 def test_tiny_tokenizer_has_qwen_added_tokens_eos_and_pad(tiny_tokenizer) -> None:
-    vocab = tiny_tokenizer.get_vocab()
-    for content, _special in QWEN25_ADDED_TOKENS:
-        assert content in vocab
-        assert tiny_tokenizer.encode(content) == [vocab[content]]
+    ids = [tiny_tokenizer.encode(content) for content, _special in QWEN25_ADDED_TOKENS]
+    assert ids == [[index] for index in range(len(tiny_tokenizer) - len(QWEN25_ADDED_TOKENS), len(tiny_tokenizer))]
     assert tiny_tokenizer.eos_token == EOS_TOKEN
     assert tiny_tokenizer.pad_token == PAD_TOKEN
     assert tiny_tokenizer.bos_token is None
@@ -87,3 +97,60 @@ def test_build_once_keeps_the_first_finished_build(tmp_path: Path) -> None:
     assert build_once(target, losing_build) == target
     assert (target / "owner").read_text() == "winner"
     assert [path.name for path in tmp_path.iterdir()] == ["artefact"]
+
+
+def test_qwen25_known_ids(qwen_tokenizer) -> None:
+    assert qwen_tokenizer.encode("<|im_start|>system\n") == [151644, 8948, 198]
+    assert qwen_tokenizer.encode("\n\n") == [271]
+    assert qwen_tokenizer.encode("\n") == [198]
+
+
+def test_qwen25_added_tokens_have_qwen_ids_and_special_flags(qwen_tokenizer) -> None:
+    ids = [qwen_tokenizer.convert_tokens_to_ids(content) for content, _special in QWEN25_ADDED_TOKENS]
+    assert ids == list(range(151643, 151665))
+    assert len(qwen_tokenizer) == 151665
+    kept = qwen_tokenizer.decode(ids, skip_special_tokens=True)
+    assert kept == "".join(content for content, special in QWEN25_ADDED_TOKENS if not special)
+
+
+def test_qwen25_eos_pad_and_length(qwen_tokenizer) -> None:
+    assert (qwen_tokenizer.eos_token, qwen_tokenizer.eos_token_id) == ("<|im_end|>", 151645)
+    assert (qwen_tokenizer.pad_token, qwen_tokenizer.pad_token_id) == ("<|endoftext|>", 151643)
+    assert qwen_tokenizer.bos_token is None
+    assert qwen_tokenizer.model_max_length == 131072
+
+
+@pytest.mark.parametrize("text", [CHINESE, ENGLISH])
+def test_qwen25_round_trips_text(qwen_tokenizer, text: str) -> None:
+    ids = qwen_tokenizer.encode(text)
+    assert len(ids) < len(text)
+    assert qwen_tokenizer.decode(ids) == text
+
+
+def test_qwen25_encodes_the_demo_data_as_qwens_own_tiktoken_does(qwen_tokenizer) -> None:
+    """Qwen's reference tokenizer is tiktoken over the same ranks and regex; the fast one must agree."""
+    reference = tiktoken.Encoding(
+        "qwen", pat_str=QWEN2_PATTERN, mergeable_ranks=load_tiktoken_bpe(str(qwen_tiktoken_path())), special_tokens={})
+    texts = [unicodedata.normalize("NFC", text) for text in demo_texts()] + [ENGLISH, "  spaces\t\ttabs 12345 ?!...\r\n"]
+    assert qwen_tokenizer(texts, add_special_tokens=False)["input_ids"] == reference.encode_batch(texts)
+
+
+def test_qwen25_chat_template(qwen_tokenizer) -> None:
+    messages = [
+        {"role": "system", "content": "你是医生。"},
+        {"role": "user", "content": "我头疼。"},
+        {"role": "assistant", "content": "请多休息。"},
+    ]
+    assert qwen_tokenizer.apply_chat_template(messages, tokenize=False) == (
+        "<|im_start|>system\n你是医生。<|im_end|>\n<|im_start|>user\n我头疼。<|im_end|>\n"
+        "<|im_start|>assistant\n请多休息。<|im_end|>\n")
+    assert qwen_tokenizer.apply_chat_template(messages[1:2], tokenize=False, add_generation_prompt=True) == (
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n我头疼。<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_missing_dashscope_names_the_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "dashscope", None)
+    with pytest.raises(ModuleNotFoundError, match="pip install dashscope"):
+        ensure_qwen2_tokenizer(tmp_path)
+    assert list((tmp_path / "tokenizers").iterdir()) == []
