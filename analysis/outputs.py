@@ -125,7 +125,14 @@ def log_to_wandb(ranking: Ranking, rows: list[dict[str, Any]], project: str, gro
     import wandb
 
     columns = list(rows[0]) if rows else ["rank"]
-    table = wandb.Table(columns=columns, data=[[display(row[key]) for key in columns] for row in rows])
+    typed = {"rank", ranking.by, "spread", "repeats", "eval_loss", *FIGURE_COLUMNS}
+
+    def cell(key: str, value: Any) -> Any:
+        """Numbers stay numbers (sortable in W&B); params become text, since W&B refuses a column whose
+        rows mix types and a param may be a number in one source and text in another."""
+        return value if key in typed or value is None else str(value)
+
+    table = wandb.Table(columns=columns, data=[[cell(key, row[key]) for key in columns] for row in rows])
     mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
     run = wandb.init(project=project, group=group, job_type="analysis", name="ranking", mode=mode,
                      config={"description": ranking.describe(), "budget": ranking.budget,
