@@ -13,7 +13,8 @@ from analysis.records import AnalysisInputError, LoadResult, RunRecord, Series, 
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 TRIAL_STATES = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
-RUN_DIR_ATTRS = ("run_dir", "output_dir")
+RUN_DIRS_ATTR = "run_dirs"  # the sweeper's user attr: the run dir of each repeat
+RUN_DIR_ATTR = "run_dir"
 
 
 def open_storage(storage: str):
@@ -89,26 +90,43 @@ def load_study_runs(storage: str, study_name: str | None) -> LoadResult:
     return LoadResult(runs=[trial_record(trial, study.study_name, storage, unit) for trial in trials])
 
 
+def named_run_dirs(trial: RunRecord) -> list[str]:
+    """The run dirs a trial's user attrs name: the sweeper's "run_dirs" (one per repeat) or a single "run_dir"."""
+    named = trial.attrs.get(RUN_DIRS_ATTR)
+    if isinstance(named, str):
+        named = [named]
+    single = trial.attrs.get(RUN_DIR_ATTR)
+    return [path for path in (named or []) + ([single] if single else []) if isinstance(path, str)]
+
+
+def find_run_dir(run_dirs: list[RunRecord], named: str) -> RunRecord | None:
+    """The loaded run dir a trial names. A relative name (the sweep's working dir is not ours) matches
+    the run dir whose path ends with the same parts."""
+    wanted = Path(named)
+    for run in run_dirs:
+        path = Path(run.path)
+        if path.resolve() == wanted.resolve() or (
+            not wanted.is_absolute() and path.parts[-len(wanted.parts) :] == wanted.parts
+        ):
+            return run
+    return None
+
+
 def merge_trials_into_run_dirs(runs: list[RunRecord]) -> list[RunRecord]:
-    """A trial whose user attrs name its run dir and that run dir become one record: the run dir's raw
-    loss series with the trial's state, params and attrs (ablation, repeats)."""
-    by_path = {str(Path(run.path).resolve()): run for run in runs if run.source == "rundir"}
-    merged: list[RunRecord] = []
-    for run in runs:
-        target = None
-        if run.source == "optuna":
-            for key in RUN_DIR_ATTRS:
-                if isinstance(run.attrs.get(key), str):
-                    target = by_path.get(str(Path(run.attrs[key]).resolve()))
-                    if target is not None:
-                        break
-        if target is None:
-            merged.append(run)
-            continue
-        target.name = run.name
-        target.status = run.status
-        target.params.update(run.params)
-        target.attrs.update(run.attrs)
-        target.group = run.group
-        target.summary.update({key: value for key, value in run.summary.items() if key not in target.summary})
-    return merged
+    """A trial and the run dirs it names become the run dirs' records (their raw loss series) carrying
+    the trial's name, state, params and attrs; repeats of one trial then pool in the ranking. A trial
+    whose run dirs were not loaded stays a record of its own (its reported values)."""
+    run_dirs = [run for run in runs if run.source == "rundir"]
+    merged_trials: set[int] = set()
+    for trial in (run for run in runs if run.source == "optuna"):
+        for named in named_run_dirs(trial):
+            target = find_run_dir(run_dirs, named)
+            if target is None:
+                continue
+            merged_trials.add(id(trial))
+            target.name = trial.name
+            target.status = trial.status
+            target.params.update(trial.params)
+            target.attrs.update(trial.attrs)
+            target.group = trial.group
+    return [run for run in runs if id(run) not in merged_trials]

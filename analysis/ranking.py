@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from typing import Any
 
 from analysis.diagnosis import Diagnosis, diagnose
 from analysis.records import AnalysisInputError, RunRecord, is_number
 from analysis.smoothing import default_time_constant, time_constant_ema, value_at_budget
 
 SEED_KEYS = frozenset({"seed", "trainer.seed"})
+SEED_VALUES_ATTR = "values_per_seed"  # the sweeper's user attrs for repeats
+SPREAD_ATTR = "spread"
 SHORT_FRACTION = 0.5
 TIE_TOLERANCE = 1e-9
 STATE_ORDER = ("completed", "running", "pruned", "failed", "waiting", "unknown")
@@ -103,17 +106,27 @@ def metric_value(run: RunRecord, by: str) -> float | None:
     return float(value) if is_number(value) else None
 
 
+def first_objective(value: Any) -> float | None:
+    """A number, or the first entry of a per-objective list (the sweeper stores lists for multi-objective)."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    return float(value) if is_number(value) else None
+
+
 def pool(row: RankedRow, values: list[float | None]) -> None:
-    """Mean and spread (sample std) over a row's repeats: a group's members, or a trial's repeat_values."""
-    repeat_values = row.run.attrs.get("repeat_values") if len(row.members) == 1 else None
-    if isinstance(repeat_values, list) and all(is_number(v) for v in repeat_values) and repeat_values:
-        row.repeats = [float(v) for v in repeat_values]
-    else:
-        row.repeats = [v for v in values if v is not None]
+    """Mean and spread (sample std) over a row's repeats. A row of several run dirs pools their values;
+    a lone trial record uses the sweeper's user attrs: "values_per_seed", else its "spread"."""
+    row.repeats = [v for v in values if v is not None]
+    attrs = row.run.attrs if len(row.members) == 1 else {}
+    per_seed = [first_objective(v) for v in attrs.get(SEED_VALUES_ATTR) or []]
+    if len(per_seed) >= 2 and all(v is not None for v in per_seed):
+        row.repeats = per_seed
     if row.repeats:
         row.value = statistics.fmean(row.repeats)
     if len(row.repeats) >= 2:
         row.spread = statistics.stdev(row.repeats)
+    elif row.value is not None and first_objective(attrs.get(SPREAD_ATTR)) is not None:
+        row.spread = first_objective(attrs[SPREAD_ATTR])
 
 
 def flag_neighbours(ranked: list[RankedRow]) -> None:

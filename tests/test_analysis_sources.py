@@ -24,8 +24,9 @@ def run_tiny_sweep(storage, run_dir_for_trial_0: Path) -> None:
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("optimizer.lr", 1e-6, 1e-2, log=True)
         if trial.number == 0:
-            trial.set_user_attr("run_dir", str(run_dir_for_trial_0))
-            trial.set_user_attr("repeat_values", [1.0, 1.1, 0.9])
+            trial.set_user_attr("run_dirs", [str(run_dir_for_trial_0)])
+        if trial.number == 4:
+            trial.set_user_attr("values_per_seed", [[1.0], [1.1], [0.9]])
         loss = 3.0
         for step in range(1, 11):
             loss -= lr * 100
@@ -57,8 +58,8 @@ def test_study_is_read_with_its_pruned_trials(tmp_path, kind):
     assert pruned.series.samples[0] == BATCH and len(pruned.series.samples) < 10
     assert pruned.attrs["ablation"].startswith("lr_")
     ranking = rank_runs(loaded.runs)
-    baseline = next(row for row in ranking.rows if row.run.name == "trial-0")
-    assert baseline.repeats == [1.0, 1.1, 0.9] and baseline.spread == pytest.approx(0.1)
+    repeated = next(row for row in ranking.rows if row.run.name == "trial-4")
+    assert repeated.repeats == [1.0, 1.1, 0.9] and repeated.spread == pytest.approx(0.1)
 
 
 def test_unknown_study_or_missing_storage_is_a_clear_error(tmp_path):
