@@ -16,7 +16,16 @@ from pathlib import Path
 
 import yaml
 
-from analysis.records import RunRecord, Series, flatten, last_numbers, read_json, read_jsonl, samples_from_steps
+from analysis.records import (
+    RunRecord,
+    Series,
+    flatten,
+    last_numbers,
+    parse_yaml,
+    read_json,
+    read_jsonl,
+    samples_from_steps,
+)
 
 TRAINER_LOG = "trainer_log.jsonl"
 TRAINER_STATE = "trainer_state.json"
@@ -72,7 +81,7 @@ def load_llamafactory_dir(output_dir: Path, name: str) -> RunRecord:
         rows = []
     if (output_dir / TRAINING_ARGS).is_file():
         try:
-            record.params = flatten(yaml.safe_load((output_dir / TRAINING_ARGS).read_text(encoding="utf-8")) or {})
+            record.params = flatten(parse_yaml((output_dir / TRAINING_ARGS).read_text(encoding="utf-8")) or {})
         except yaml.YAMLError as error:
             record.problems.append(f"{output_dir / TRAINING_ARGS}: unreadable YAML ({error}); params left out")
     train = [row for row in rows if row.get("loss") is not None and row.get("current_steps") is not None]

@@ -1,11 +1,13 @@
 """Our own run dirs (docs/run_dir.md): metrics.jsonl, result.json, .hydra/config.yaml and overrides.yaml."""
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import yaml
 
-from analysis.records import RunRecord, Series, flatten, last_numbers, read_json, read_jsonl
+from analysis.records import RunRecord, Series, flatten, last_numbers, parse_yaml, read_json, read_jsonl
 
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
@@ -15,23 +17,40 @@ def is_run_dir(path: Path) -> bool:
     return (path / METRICS_FILE).is_file() or (path / RESULT_FILE).is_file()
 
 
+@functools.cache
+def overrides_parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """Hydra's own override grammar, so `optimizer.lr=1e-4` is the float Hydra used (YAML would read a
+    string) and the keys match the sweep's Optuna params."""
+    params: dict = {}
+    for override in overrides_parser().parse_overrides([str(line) for line in overrides]):
+        if override.is_delete():
+            continue
+        value = override.value()
+        params[override.key_or_group] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    return params
+
+
 def read_hydra_params(run_dir: Path) -> tuple[dict, list[str]]:
     """The composed config flattened, with the run's own overrides on top (they name what was varied)."""
+    from hydra.errors import HydraException  # imported here: Hydra is not needed for other sources
+
     params: dict = {}
-    problems: list[str] = []
     config_path = run_dir / ".hydra" / "config.yaml"
     overrides_path = run_dir / ".hydra" / "overrides.yaml"
     try:
         if config_path.is_file():
-            config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-            params.update(flatten(config))
+            params.update(flatten(parse_yaml(config_path.read_text(encoding="utf-8")) or {}))
         if overrides_path.is_file():
-            for override in yaml.safe_load(overrides_path.read_text(encoding="utf-8")) or []:
-                key, _, value = str(override).partition("=")
-                params[key.lstrip("+~")] = yaml.safe_load(value) if value else None
-    except yaml.YAMLError as error:
-        problems.append(f"{run_dir}/.hydra: unreadable YAML ({error}); params left out for this run")
-    return params, problems
+            params.update(parse_overrides(parse_yaml(overrides_path.read_text(encoding="utf-8")) or []))
+    except (yaml.YAMLError, HydraException) as error:
+        return params, [f"{run_dir}/.hydra: unreadable config or overrides ({error}); params left out for this run"]
+    return params, []
 
 
 def load_run_dir(run_dir: Path, name: str) -> RunRecord:

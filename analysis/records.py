@@ -7,10 +7,12 @@ instead of exceptions, so one broken run never hides the others.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 UNITS = ("samples", "tokens", "steps")
 STATES = ("completed", "pruned", "failed", "running", "waiting", "unknown")
@@ -98,13 +100,16 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
-def last_numbers(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """The last numeric value of each key over log rows: a run's final metrics."""
+def last_numbers(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The last numeric value of each key over log rows: a run's final metrics. Searched from the end,
+    since nearly every key is in the last rows (this is the hot loop when a sweep has many runs)."""
     last: dict[str, float] = {}
-    for row in rows:
-        for key, value in row.items():
+    for key in set().union(*rows):
+        for row in reversed(rows):
+            value = row.get(key)
             if is_number(value):
                 last[key] = float(value)
+                break
     return last
 
 
@@ -129,6 +134,11 @@ def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
             else:
                 problems.append(f"{path}: line {number} is not a JSON object; skipped that line")
     return rows, problems
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML through libyaml's C parser when PyYAML has it: Hydra configs are read once per run."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def read_json(path: Path) -> tuple[dict | None, str | None]:

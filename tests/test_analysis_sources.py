@@ -146,3 +146,17 @@ def test_wandb_online_without_a_key_is_a_problem_not_a_crash(monkeypatch):
     loaded = load_runs(["wandb:team/lorasweep/notes"])
     assert loaded.runs == [] and "WANDB_API_KEY is not set" in loaded.problems[0]
     assert os.environ.get("WANDB_API_KEY") is None
+
+
+def test_run_dir_params_are_read_with_hydra_override_grammar(tmp_path):
+    run_dir = write_run_dir(tmp_path / "run", synthetic_losses(10, 0.1, 0.01, seed=0), batch_size=4, overrides={})
+    (run_dir / ".hydra" / "overrides.yaml").write_text(
+        "- optimizer.lr=1e-4\n- scheduler=cosine_with_restarts\n- +trainer.max_grad_norm=0.5\n- ~lora.dropout\n")
+    (run,) = load_runs([str(run_dir)]).runs
+    # YAML would read 1e-4 as text; Hydra reads it as the float the run used
+    assert run.params["optimizer.lr"] == 1e-4
+    assert run.params["scheduler"] == "cosine_with_restarts" and run.params["trainer.max_grad_norm"] == 0.5
+    assert "lora.dropout" not in run.params and run.params["trainer.per_device_batch_size"] == 4
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=[unclosed\n")
+    loaded = load_runs([str(run_dir)])
+    assert len(loaded.runs) == 1 and "unreadable config or overrides" in loaded.problems[0]
