@@ -86,7 +86,8 @@ def rank_command(args: argparse.Namespace) -> int:
     if args.json:
         write_json(ranking, table_rows(ranking), effects, importances, messages, args.json)
     if args.report:
-        content = ReportContent(ranking, rows, effects, importances, messages)
+        skipped = [f"input skipped or partly read: {problem}" for problem in loaded.problems]
+        content = ReportContent(ranking, rows, effects, importances, messages + skipped)
         print(f"report: {write_report(content, args.report, args.top)}")
     if args.wandb:
         group = next((row.run.group for row in ranking.rows if row.run.group), None)

@@ -61,12 +61,15 @@ def load_study(storage: str, study_name: str | None):
 def trial_record(trial, study_name: str, storage: str, unit: str) -> RunRecord:
     positions = sorted(trial.intermediate_values)
     values = [float(trial.intermediate_values[position]) for position in positions]
-    series = Series(loss=values, presmoothed=True)
-    setattr(series, unit if unit in ("samples", "tokens") else "samples", [float(p) for p in positions])
+    reported_at = [float(position) for position in positions]
+    in_tokens = unit == "tokens"
+    series = Series(samples=[] if in_tokens else reported_at, tokens=reported_at if in_tokens else [],
+                    loss=values, presmoothed=True)
     attrs = dict(trial.user_attrs)
     summary = {key: float(value) for key, value in attrs.items() if is_number(value)}
     if trial.value is not None:
         summary["objective"] = float(trial.value)
+    notes = ["values as the trial reported them (the sweep's own smoothing)"] if positions else []
     return RunRecord(
         name=f"trial-{trial.number}",
         source="optuna",
@@ -78,6 +81,7 @@ def trial_record(trial, study_name: str, storage: str, unit: str) -> RunRecord:
         summary=summary,
         attrs=attrs,
         group=study_name,
+        notes=notes,
     )
 
 

@@ -19,6 +19,7 @@ from analysis.load_wandb import is_wandb_run_dir, load_offline_run, load_online_
 from analysis.records import LoadResult, RunRecord, check_series_length
 
 WANDB_PREFIX = "wandb:"
+RUN_FILES = ("metrics.jsonl", "result.json", "trainer_log.jsonl", "trainer_state.json")
 LOOKED_FOR = "metrics.jsonl / result.json (our runs), trainer_log.jsonl / trainer_state.json (LLaMA-Factory), run-*.wandb"
 
 
@@ -60,6 +61,8 @@ def load_path(path: str) -> LoadResult:
     if not root.exists():
         return LoadResult(problems=[f"{path}: no such file or folder"])
     if root.is_file():
+        if root.name not in RUN_FILES and not (root.name.startswith("run-") and root.suffix == ".wandb"):
+            return LoadResult(problems=[f"{path}: not a run file; give a run folder (or its {', '.join(RUN_FILES)})"])
         root = root.parent
     result = LoadResult()
     run_dirs = find_run_dirs(root)

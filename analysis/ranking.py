@@ -188,6 +188,8 @@ def rank_runs(
             else:
                 values.append(metric_value(run, by))
         pool(row, values)
+        if row.value is None and by != "smoothed_loss":
+            row.flags.append(f"no {by} recorded")
         if budget is not None and time_constant is not None:
             row.diagnosis = diagnose(row.run, unit, time_constant)
         rows.append(row)
