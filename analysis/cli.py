@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--json", type=Path, help="write table, ablation and importance as JSON")
     rank.add_argument("--report", type=Path, help="FILE.html (plots embedded) or FILE.md (plots beside it)")
     rank.add_argument("--wandb", action="store_true", help="log the table to W&B in the study's group")
-    rank.add_argument("--wandb-project", default=DEFAULT_WANDB_PROJECT)
+    rank.add_argument("--wandb-project", help="default: the project of the W&B runs read, else "
+                      f"{DEFAULT_WANDB_PROJECT!r} (conf/logger/wandb.yaml)")
     plot = commands.add_parser("plot", help="write RUN_DIR/training_loss.png as LLaMA-Factory draws it")
     plot.add_argument("run_dir", type=Path)
     plot.add_argument("--out", type=Path, help="where to write the PNG (default RUN_DIR/training_loss.png)")
@@ -91,7 +92,10 @@ def rank_command(args: argparse.Namespace) -> int:
         print(f"report: {write_report(content, args.report, args.top)}")
     if args.wandb:
         group = next((row.run.group for row in ranking.rows if row.run.group), None)
-        print(f"W&B run: {log_to_wandb(ranking, table_rows(ranking), args.wandb_project, group)}")
+        project = args.wandb_project or next(
+            (row.run.attrs["project"] for row in ranking.rows if row.run.attrs.get("project")), DEFAULT_WANDB_PROJECT
+        )
+        print(f"W&B run: {log_to_wandb(ranking, table_rows(ranking), project, group)}")
     return EXIT_BAD_INPUT if loaded.problems else 0
 
 

@@ -35,7 +35,8 @@ def table_rows(ranking: Ranking, top: int | None = None) -> list[dict[str, Any]]
             "flags": "; ".join(row.flags),
         }
         entry.update({key: figures.get(key) for key in FIGURE_COLUMNS})
-        entry["eval_loss"] = row.run.eval_loss
+        if ranking.by != "eval_loss":
+            entry["eval_loss"] = row.run.eval_loss
         entry.update({key: row.run.params.get(key) for key in ranking.varying_params})
         entry["path"] = row.run.path
         rows.append(entry)
@@ -66,8 +67,9 @@ def print_table(ranking: Ranking, rows: list[dict[str, Any]], messages: list[str
     from rich.console import Console
     from rich.table import Table
 
+    figures = {key: header for key, header in TERMINAL_FIGURES.items() if key != ranking.by}
     table = Table(title=ranking.describe(), title_justify="left")
-    for header in ("#", "run", "state", ranking.by, *TERMINAL_FIGURES.values(), "flags", "params"):
+    for header in ("#", "run", "state", ranking.by, *figures.values(), "flags", "params"):
         table.add_column(header, overflow="fold", justify="right" if header in ("#", ranking.by) else "left")
     for row in rows:
         value = display(row[ranking.by])
@@ -75,7 +77,7 @@ def print_table(ranking: Ranking, rows: list[dict[str, Any]], messages: list[str
             value += f" ± {display(row['spread'])} (n={row['repeats']})"
         table.add_row(
             display(row["rank"]), row["run"], row["state"], value,
-            *(display(row[key]) for key in TERMINAL_FIGURES),
+            *(display(row[key]) for key in figures),
             row["flags"], compact_params(row, ranking.varying_params),
         )
     console = Console()
