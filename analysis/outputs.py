@@ -62,24 +62,34 @@ def compact_params(row: dict[str, Any], keys: list[str]) -> str:
     return " ".join(f"{key.rsplit('.', 1)[-1]}={display(row[key])}" for key in keys if row.get(key) is not None)
 
 
-def print_table(ranking: Ranking, rows: list[dict[str, Any]], messages: list[str]) -> None:
-    """The rich table in the terminal: value with its spread, the diagnosis, and the varied params in one column."""
-    from rich.console import Console
-    from rich.table import Table
-
+def readable_table(ranking: Ranking, rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and text cells as people read them (terminal and report alike): the value with its
+    spread, the diagnosis, and the varied params in one column."""
     figures = {key: header for key, header in TERMINAL_FIGURES.items() if key != ranking.by}
-    table = Table(title=ranking.describe(), title_justify="left")
-    for header in ("#", "run", "state", ranking.by, *figures.values(), "flags", "params"):
-        table.add_column(header, overflow="fold", justify="right" if header in ("#", ranking.by) else "left")
+    header = ["#", "run", "state", ranking.by, *figures.values(), "flags", "params"]
+    lines = []
     for row in rows:
         value = display(row[ranking.by])
         if row["spread"] is not None:
             value += f" ± {display(row['spread'])} (n={row['repeats']})"
-        table.add_row(
+        lines.append([
             display(row["rank"]), row["run"], row["state"], value,
             *(display(row[key]) for key in figures),
             row["flags"], compact_params(row, ranking.varying_params),
-        )
+        ])
+    return header, lines
+
+
+def print_table(ranking: Ranking, rows: list[dict[str, Any]], messages: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    header, lines = readable_table(ranking, rows)
+    table = Table(title=ranking.describe(), title_justify="left")
+    for column in header:
+        table.add_column(column, overflow="fold", justify="right" if column in ("#", ranking.by) else "left")
+    for line in lines:
+        table.add_row(*line)
     console = Console()
     if not console.is_terminal:
         console = Console(width=NON_TERMINAL_WIDTH)

@@ -63,6 +63,8 @@ def plot_param_scatter(ranking: Ranking, out_path: str | Path) -> Path | None:
     if len(rows) < 2 or not keys:
         return None
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     figure, axes_list = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.4), squeeze=False)
     for axes, key in zip(axes_list[0], keys):
         pairs = [(row.run.params.get(key), row.value) for row in rows if key in row.run.params]
@@ -71,10 +73,13 @@ def plot_param_scatter(ranking: Ranking, out_path: str | Path) -> Path | None:
             axes.scatter(xs, [y for _, y in pairs])
             if min(xs) > 0 and max(xs) / min(xs) >= 100:
                 axes.set_xscale("log")
+            else:
+                axes.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=all(isinstance(x, int) for x in xs)))
         else:
             labels = sorted({str(x) for x in xs})
             axes.scatter([labels.index(str(x)) for x in xs], [y for _, y in pairs])
             axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
+        axes.tick_params(axis="x", labelrotation=30)
         axes.set_xlabel(key)
         axes.set_ylabel(ranking.by)
     return save(figure, Path(out_path))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.outputs import display
+from analysis.outputs import display, readable_table
 from analysis.plots import plot_ablation, plot_overlay, plot_param_scatter, plot_run
 from analysis.ranking import Ranking
 from analysis.records import AnalysisInputError
@@ -76,8 +76,8 @@ def markdown_table(header: list[str], lines: list[list[str]]) -> str:
 
 
 def sections(content: ReportContent) -> list[tuple[str, list[str], list[list[str]]]]:
-    header = list(content.rows[0]) if content.rows else []
-    ranking_lines = [[display(row[key]) for key in header] for row in content.rows]
+    """The ranking exactly as the terminal shows it (full precision and paths are in --csv / --json)."""
+    header, ranking_lines = readable_table(content.ranking, content.rows)
     return [
         ("Ranking", header, ranking_lines),
         ("Remedies (one change at a time)", EFFECT_HEADER, effect_lines(content.effects)),
