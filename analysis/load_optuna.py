@@ -1,5 +1,6 @@
 """An Optuna study, from any storage Optuna opens: an RDB URL (sqlite:///sweeps/x.db, postgresql://...),
-a .db file path (taken as SQLite), or a JournalFileBackend file (.log, .jsonl, .journal).
+a .db file path (taken as SQLite), or a JournalFileBackend file (journal:PATH, or a path ending in
+.log, .jsonl, .journal).
 
 Each trial becomes a record: its state, params (Hydra override keys), user attrs, its value, and its
 intermediate values as a series. Intermediate values are what the training callback reported (the
@@ -7,21 +8,35 @@ smoothed loss at samples seen), so the series is marked presmoothed.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from analysis.records import AnalysisInputError, LoadResult, RunRecord, Series, is_number
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+JOURNAL_PREFIX = "journal:"  # the sweeper's spelling of a journal file storage: journal:sweeps/x.log
+PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 TRIAL_STATES = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 RUN_DIRS_ATTR = "run_dirs"  # the sweeper's user attr: the run dir of each repeat
 RUN_DIR_ATTR = "run_dir"
 
 
-def open_storage(storage: str):
+def shown(storage: str) -> str:
+    """The storage as it may be printed: `postgresql://user:***@host/db`."""
+    return PASSWORD.sub(r"\1***@", storage)
+
+
+def open_storage(storage: str) -> Any:
     """The storage object or URL for optuna.load_study; refuses paths that do not exist, because Optuna
     would silently create an empty storage there."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+    if storage.startswith(JOURNAL_PREFIX):
+        journal = Path(storage[len(JOURNAL_PREFIX) :].removeprefix("//"))
+        if not journal.is_file():
+            raise AnalysisInputError(f"{storage}: no such journal file {journal}; check the path")
+        return JournalStorage(JournalFileBackend(str(journal)))
     if "://" in storage:
         if storage.startswith("sqlite:///"):
             database = Path(storage[len("sqlite:///") :])
@@ -41,24 +56,30 @@ def open_storage(storage: str):
     )
 
 
-def load_study(storage: str, study_name: str | None):
+def load_study(storage: str, study_name: str | None) -> Any:
     """The study, named or the only one in the storage; a clear error listing the names otherwise."""
     import optuna
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     opened = open_storage(storage)
-    names = optuna.get_all_study_names(storage=opened)
+    try:
+        names = optuna.get_all_study_names(storage=opened)
+    except (ImportError, SQLAlchemyError, optuna.exceptions.OptunaError) as error:
+        message = str(error).splitlines()[0]
+        raise AnalysisInputError(f"cannot open the storage {shown(storage)}: {message}") from None
     if study_name is None:
         if len(names) != 1:
             listed = ", ".join(names) if names else "none"
-            raise AnalysisInputError(f"{storage} holds {len(names)} studies ({listed}); choose one with --study NAME")
+            raise AnalysisInputError(f"{shown(storage)} holds {len(names)} studies ({listed}); choose one with --study NAME")
         study_name = names[0]
     if study_name not in names:
         listed = ", ".join(names) if names else "none"
-        raise AnalysisInputError(f"study {study_name!r} not found in {storage}; studies there: {listed}")
+        raise AnalysisInputError(f"study {study_name!r} not found in {shown(storage)}; studies there: {listed}")
     return optuna.load_study(study_name=study_name, storage=opened)
 
 
-def trial_record(trial, study_name: str, storage: str, unit: str) -> RunRecord:
+def trial_record(trial: Any, study_name: str, storage: str, unit: str) -> RunRecord:
     positions = sorted(trial.intermediate_values)
     values = [float(trial.intermediate_values[position]) for position in positions]
     reported_at = [float(position) for position in positions]
@@ -73,7 +94,7 @@ def trial_record(trial, study_name: str, storage: str, unit: str) -> RunRecord:
     return RunRecord(
         name=f"trial-{trial.number}",
         source="optuna",
-        path=f"{storage}#{study_name}/{trial.number}",
+        path=f"{shown(storage)}#{study_name}/{trial.number}",
         status=TRIAL_STATES.get(trial.state.name, "unknown"),
         params=dict(trial.params),
         series=series,
@@ -90,7 +111,7 @@ def load_study_runs(storage: str, study_name: str | None) -> LoadResult:
     unit = str(study.user_attrs.get("unit", "samples"))
     trials = study.get_trials(deepcopy=False)
     if not trials:
-        return LoadResult(problems=[f"study {study.study_name!r} in {storage} has no trials yet"])
+        return LoadResult(problems=[f"study {study.study_name!r} in {shown(storage)} has no trials yet"])
     return LoadResult(runs=[trial_record(trial, study.study_name, storage, unit) for trial in trials])
 
 

@@ -53,6 +53,8 @@ def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
     baseline = ablations.pop(BASELINE, None)
     if baseline is None:
         return [], f"ablation trials found ({', '.join(sorted(ablations))}) but no '{BASELINE}' trial to compare with"
+    if not ablations:
+        return [], f"only the '{BASELINE}' ablation trial so far; no remedy to compare with it yet"
     effects: list[Effect] = []
     for remedy, row in ablations.items():
         for figure in FIGURES:

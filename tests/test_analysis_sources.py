@@ -38,11 +38,12 @@ def run_tiny_sweep(storage, run_dir_for_trial_0: Path) -> None:
     study.optimize(objective, n_trials=len(LEARNING_RATES))
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.parametrize("kind", ["sqlite", "journal file", "journal: url"])
 def test_study_is_read_with_its_pruned_trials(tmp_path, kind):
-    storage = f"sqlite:///{tmp_path / 'sweep.db'}" if kind == "sqlite" else str(tmp_path / "sweep.journal")
+    journal = tmp_path / "sweep.journal"
+    storage = {"sqlite": f"sqlite:///{tmp_path / 'sweep.db'}", "journal file": str(journal), "journal: url": f"journal:{journal}"}[kind]
     opened = storage if kind == "sqlite" else optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(storage))
+        optuna.storages.journal.JournalFileBackend(str(journal)))
     run_dir = write_run_dir(tmp_path / "multirun" / "0", synthetic_losses(10, 0.1, 0.01, seed=0), batch_size=BATCH, overrides={})
     run_tiny_sweep(opened, run_dir)
     loaded = load_runs([str(tmp_path / "multirun")], storage=storage, study="notes")
@@ -151,12 +152,15 @@ def test_wandb_online_without_a_key_is_a_problem_not_a_crash(monkeypatch):
 def test_run_dir_params_are_read_with_hydra_override_grammar(tmp_path):
     run_dir = write_run_dir(tmp_path / "run", synthetic_losses(10, 0.1, 0.01, seed=0), batch_size=4, overrides={})
     (run_dir / ".hydra" / "overrides.yaml").write_text(
-        "- optimizer.lr=1e-4\n- scheduler=cosine_with_restarts\n- +trainer.max_grad_norm=0.5\n- ~lora.dropout\n")
+        "- optimizer.lr=1e-4\n- scheduler=cosine_with_restarts\n- +trainer.max_grad_norm=0.5\n- ~lora.dropout\n"
+        "- trial={_target_:sweeper.reporter.TrialReporter,study_name:notes,trial_id:3}\n- logger.run_name=trial-3\n")
     (run,) = load_runs([str(run_dir)]).runs
     # YAML would read 1e-4 as text; Hydra reads it as the float the run used
     assert run.params["optimizer.lr"] == 1e-4
     assert run.params["scheduler"] == "cosine_with_restarts" and run.params["trainer.max_grad_norm"] == 0.5
     assert "lora.dropout" not in run.params and run.params["trainer.per_device_batch_size"] == 4
+    # how the sweeper launched the run is not a setting that was varied
+    assert "trial" not in run.params and "logger.run_name" not in run.params
     (run_dir / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=[unclosed\n")
     loaded = load_runs([str(run_dir)])
     assert len(loaded.runs) == 1 and "unreadable config or overrides" in loaded.problems[0]
