@@ -32,7 +32,6 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from sft.attention import SDPA_VARLEN, padding_free_attention
 from sft.collate import IGNORE_INDEX, SAMPLE_COUNT_KEY, PaddedCollator, PaddingFreeCollator, pack_examples
-from sft.trainer import count_batch
 
 PROMPT_OVERHEAD = 30  # qwen template: default system prompt, <|im_start|>user\n ... <|im_end|>\n<|im_start|>assistant\n
 ANSWER_OVERHEAD = 2  # <|im_end|>\n after the answer, trained
@@ -199,6 +198,13 @@ class SavedActivations:
         return total
 
 
+def real_token_count(batch: dict[str, Any]) -> int:
+    """Non-pad tokens: a padded batch marks them in its 2D attention_mask; a padding-free one has no pads.
+    (Counted here rather than with sft.trainer, whose imports the bare GPU machine lacks.)"""
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None and mask.dim() == 2 else batch["input_ids"].numel()
+
+
 def to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
     return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
 
@@ -260,11 +266,10 @@ class ModeRun:
         self.peak_activation_bytes = max(self.peak_activation_bytes, activation_bytes)
 
     def result(self) -> dict[str, Any]:
-        counts = [count_batch(batch) for batch in self.batches]
-        real_tokens = sum(tokens for _, tokens in counts)
+        real_tokens = sum(real_token_count(batch) for batch in self.batches)
         computed_tokens = sum(batch["input_ids"].numel() for batch in self.batches)
         return {
-            **asdict(self.mode), "micro_batches": len(self.batches), "samples": sum(samples for samples, _ in counts),
+            **asdict(self.mode), "micro_batches": len(self.batches), "samples": sum(batch.get(SAMPLE_COUNT_KEY, len(batch["input_ids"])) for batch in self.batches),
             "seconds": self.seconds, "real_tokens": real_tokens, "computed_tokens": computed_tokens,
             "real_tokens_per_s": real_tokens / self.seconds, "computed_per_real": computed_tokens / real_tokens,
             "activation_peak_mib": self.peak_activation_bytes / 2**20, "last_loss": self.last_loss,
