@@ -85,8 +85,9 @@ def plot_param_scatter(ranking: Ranking, out_path: str | Path) -> Path | None:
     return save(figure, Path(out_path))
 
 
-def plot_ablation(effects: list[Effect], out_path: str | Path) -> Path | None:
-    """Relative change against the baseline, per remedy, for the ranked value, jaggedness and descent."""
+def plot_ablation(effects: list[Effect], out_path: str | Path, value_label: str) -> Path | None:
+    """Relative change against the baseline, per remedy, for the ranked value (named `value_label`),
+    jaggedness and descent."""
     remedies = sorted({effect.remedy for effect in effects})
     if not remedies:
         return None
@@ -96,7 +97,8 @@ def plot_ablation(effects: list[Effect], out_path: str | Path) -> Path | None:
     for offset, figure_name in enumerate(ABLATION_FIGURES):
         changes = {e.remedy: e.relative for e in effects if e.figure == figure_name and e.relative is not None}
         ys = [index + offset * height for index, remedy in enumerate(remedies) if remedy in changes]
-        axes.barh(ys, [100 * changes[r] for r in remedies if r in changes], height=height, label=figure_name)
+        label = value_label if figure_name == "value" else figure_name
+        axes.barh(ys, [100 * changes[r] for r in remedies if r in changes], height=height, label=label)
     axes.set_yticks([index + height for index in range(len(remedies))], remedies)
     axes.axvline(0, color="black", linewidth=0.8)
     axes.set_xlabel("change against the baseline (%)")

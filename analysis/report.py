@@ -34,7 +34,7 @@ def draw_figures(content: ReportContent, folder: Path, stem: str, top: int) -> N
     candidates = [
         ("Top runs, smoothed as ranked", plot_overlay(ranking, top, folder / f"{stem}_overlay.png")),
         ("Parameters against the ranked value", plot_param_scatter(ranking, folder / f"{stem}_params.png")),
-        ("Remedies against the baseline", plot_ablation(content.effects, folder / f"{stem}_ablation.png")),
+        ("Remedies against the baseline", plot_ablation(content.effects, folder / f"{stem}_ablation.png", ranking.by)),
     ]
     ranked = [row for row in ranking.rows if row.rank is not None and len(row.run.series.loss) >= 2]
     for row in ranked[: min(top, CURVES_IN_REPORT)]:
@@ -43,9 +43,9 @@ def draw_figures(content: ReportContent, folder: Path, stem: str, top: int) -> N
     content.figures = [(title, path) for title, path in candidates if path is not None]
 
 
-def effect_lines(effects: list[Effect]) -> list[list[str]]:
+def effect_lines(effects: list[Effect], value_label: str) -> list[list[str]]:
     return [
-        [e.remedy, e.figure, display(e.baseline), display(e.remedy_value), display(e.change),
+        [e.remedy, value_label if e.figure == "value" else e.figure, display(e.baseline), display(e.remedy_value), display(e.change),
          "-" if e.relative is None else f"{100 * e.relative:+.1f}%"]
         for e in effects
     ]
@@ -80,7 +80,7 @@ def sections(content: ReportContent) -> list[tuple[str, list[str], list[list[str
     header, ranking_lines = readable_table(content.ranking, content.rows)
     return [
         ("Ranking", header, ranking_lines),
-        ("Remedies (one change at a time)", EFFECT_HEADER, effect_lines(content.effects)),
+        ("Remedies (one change at a time)", EFFECT_HEADER, effect_lines(content.effects, content.ranking.by)),
         ("Parameter importance", IMPORTANCE_HEADER, importance_lines(content.importances)),
     ]
 
