@@ -125,3 +125,22 @@ def test_cli_starts_without_torch(tmp_path):
     assert "torch" not in completed.stderr and "transformers" not in completed.stderr
     garbage = subprocess.run([sys.executable, "-m", "analysis", "rank", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert garbage.returncode == 2 and garbage.stderr.startswith("analysis: ") and "Traceback" not in garbage.stderr
+
+
+def test_sweep_report_has_remedies_and_importance(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "multirun")
+    storage = f"sqlite:///{tmp_path / 'notes.db'}"
+    study = optuna.create_study(study_name="notes", storage=storage)
+    for index, remedy in enumerate(["baseline", "lower_lr", "more_warmup", "clip_harder", "shuffle"]):
+        trial = study.ask({"optimizer.lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)})
+        trial.set_user_attr("ablation", remedy)
+        trial.set_user_attr("run_dirs", [str(sweep / str(index))])
+        study.tell(trial, 1.0)
+    report = tmp_path / "report" / "sweep.md"
+    code, out, err = run_main(capsys, "rank", str(sweep), "--storage", storage, "--report", str(report))
+    assert code == 0, err
+    text = report.read_text()
+    assert "## Remedies (one change at a time)" in text and "| lower_lr | smoothed_loss |" in text
+    assert "| PedAnova | optimizer.lr |" in text
+    assert (report.parent / "sweep_ablation.png").stat().st_size > 1000
+    assert "trial-0" in out  # the run dirs carry their trials' names
