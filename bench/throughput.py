@@ -11,7 +11,7 @@ gradients; the frozen base weights get no weight gradients, so 4 and not 6).
     bash bench/gpu_check.sh                       # GPU mode on a CUDA machine: Qwen2.5-0.5B architecture, bf16
 
 Sample lengths follow Chinese medical Q&A (the yiliao task): questions of median ~50 characters,
-answers of median ~150, lognormal with a long tail cut at the cutoff, ~1.4 characters per Qwen token,
+answers of median ~150, lognormal with a long tail cut at the cutoff, ~1.5 characters per Qwen token,
 plus the qwen template's default system prompt and role headers.
 """
 from __future__ import annotations
@@ -33,9 +33,10 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from sft.attention import SDPA_VARLEN, padding_free_attention
 from sft.collate import IGNORE_INDEX, SAMPLE_COUNT_KEY, PaddedCollator, PaddingFreeCollator, pack_examples
 
-PROMPT_OVERHEAD = 30  # qwen template: default system prompt, <|im_start|>user\n ... <|im_end|>\n<|im_start|>assistant\n
+# Measured with the Qwen2.5 tokenizer built offline (sft.qwen_vocab) on data/demo_yiliao.json:
+PROMPT_OVERHEAD = 29  # qwen template: default system prompt, <|im_start|>user\n ... <|im_end|>\n<|im_start|>assistant\n
 ANSWER_OVERHEAD = 2  # <|im_end|>\n after the answer, trained
-CHARS_PER_TOKEN = 1.4  # Chinese text under the Qwen2.5 tokenizer, roughly
+CHARS_PER_TOKEN = 1.5  # Chinese consultation text: 1.53 characters per token in questions, 1.52 in answers
 QUESTION_CHARS = (50.0, 0.7)  # lognormal (median, sigma)
 ANSWER_CHARS = (150.0, 1.0)
 

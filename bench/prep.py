@@ -1,0 +1,116 @@
+"""Data preparation cost: a yiliao-sized set (436k rows) through the project's own path
+(sft.data.prepare_datasets: LLaMA-Factory's rules, the Qwen2.5 tokenizer rebuilt offline, the on-disk
+cache), then the same call again, as every later trial of a sweep makes it: that one must hit the cache.
+
+    python -m bench.prep                   # 436k rows, every core this process may use
+    python -m bench.prep --rows 50000      # quicker
+    python -m bench.prep --json prep.json
+
+The rows are generated: Chinese consultation text cut from the demo generator's sentences to lengths
+drawn from the yiliao distribution (question median ~50 characters, answer ~150, lognormal), written as
+LLaMA-Factory alpaca JSON lines with a dataset_info.json. The first run includes reading the JSON file
+into Arrow; both runs build the config and tokenizer outside the timing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.throughput import ANSWER_CHARS, QUESTION_CHARS
+
+YILIAO_ROWS = 436_000
+DATASET_NAME = "yiliao_bench"
+
+
+def lognormal_chars(rng: random.Random, median: float, sigma: float, limit: int = 8000) -> int:
+    return max(1, min(limit, round(math.exp(math.log(median) + sigma * rng.gauss(0.0, 1.0)))))
+
+
+def write_yiliao_set(data_dir: Path, rows: int, seed: int) -> Path:
+    """Alpaca rows whose text is real-looking Chinese (the demo generator's) at yiliao's lengths."""
+    from sft.demo_data import make_yiliao_alpaca
+
+    rng = random.Random(seed)
+    pool = make_yiliao_alpaca(random.Random(seed), 1200)
+    questions = "".join(record["instruction"] for record in pool)
+    answers = "".join(record["output"] for record in pool)
+
+    def cut(text: str, length: int) -> str:
+        start = rng.randrange(len(text))
+        return (text * (2 + length // len(text)))[start : start + length]
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"{DATASET_NAME}.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for _ in range(rows):
+            record = {"instruction": cut(questions, lognormal_chars(rng, *QUESTION_CHARS)), "input": "",
+                      "output": cut(answers, lognormal_chars(rng, *ANSWER_CHARS))}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    info = {DATASET_NAME: {"file_name": path.name, "formatting": "alpaca",
+                           "columns": {"prompt": "instruction", "query": "input", "response": "output"}}}
+    (data_dir / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return path
+
+
+def yiliao_task(data_dir: Path) -> Any:
+    """conf/task/yiliao.yaml (cutoff, template, system) on the generated set, every row kept."""
+    from omegaconf import OmegaConf
+
+    task = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "task" / "yiliao.yaml")
+    task.dataset = [DATASET_NAME]
+    task.dataset_dir = str(data_dir)
+    task.max_samples = None
+    return task
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=YILIAO_ROWS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", help="where the data, caches and tokenizer go (default: a new temporary dir)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="lorasweep-prep-"))
+    # datasets' own Arrow cache of the JSON file goes here too, so the first run starts cold; set before
+    # datasets is first imported, which reads it at import
+    os.environ["HF_DATASETS_CACHE"] = str(work_dir / "hf_datasets")
+    from transformers import AutoTokenizer
+
+    from sft.data import prepare_datasets
+    from sft.qwen_vocab import ensure_qwen2_tokenizer
+
+    cores = len(os.sched_getaffinity(0))
+    started = time.perf_counter()
+    path = write_yiliao_set(work_dir / "data", args.rows, args.seed)
+    generated = time.perf_counter() - started
+    tokenizer = AutoTokenizer.from_pretrained(ensure_qwen2_tokenizer(work_dir / "cache"))
+    task = yiliao_task(work_dir / "data")
+    timings = []
+    for _ in range(2):
+        started = time.perf_counter()
+        prepared = prepare_datasets(task, tokenizer, work_dir / "cache", seed=42, num_proc=cores)
+        timings.append(time.perf_counter() - started)
+    rows = len(prepared.train)
+    tokens = sum(len(ids) for ids in prepared.train["input_ids"])
+    report = {"rows_written": args.rows, "rows_kept": rows, "tokens": tokens, "cores": cores,
+              "file_mib": path.stat().st_size / 2**20, "generate_s": generated, "first_run_s": timings[0],
+              "rows_per_s": args.rows / timings[0], "cached_run_s": timings[1], "counts": prepared.counts}
+    print(f"{args.rows} yiliao-shaped rows ({report['file_mib']:.0f} MiB JSON lines, generated in {generated:.1f} s), "
+          f"{cores} cores, cutoff {task.cutoff_len}")
+    print(f"first run (read + tokenize + cache): {timings[0]:7.1f} s  {report['rows_per_s']:8.0f} rows/s  "
+          f"({rows} rows kept, {tokens / max(1, rows):.0f} tokens per row)")
+    print(f"second run (cache hit):              {timings[1]:7.1f} s")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()
