@@ -58,7 +58,7 @@ def report_problems(problems: Sequence[str]) -> None:
 
 
 def rank_command(args: argparse.Namespace) -> int:
-    from analysis.outputs import log_to_wandb, print_table, table_rows, write_csv, write_json
+    from analysis.outputs import log_to_wandb, print_tables, table_rows, write_csv, write_json
     from analysis.ranking import rank_runs
     from analysis.report import ReportContent, write_report
     from analysis.sweep import ablation_effects, param_importances
@@ -81,7 +81,7 @@ def rank_command(args: argparse.Namespace) -> int:
     importances, messages = param_importances(ranking)
     messages = ([ablation_message] if ablation_message else []) + messages
     rows = table_rows(ranking, args.top)
-    print_table(ranking, rows, messages)
+    print_tables(ranking, rows, effects, importances, messages)
     if args.csv:
         write_csv(table_rows(ranking), args.csv)
     if args.json:

@@ -80,20 +80,66 @@ def readable_table(ranking: Ranking, rows: list[dict[str, Any]]) -> tuple[list[s
     return header, lines
 
 
-def print_table(ranking: Ranking, rows: list[dict[str, Any]], messages: list[str]) -> None:
+def effect_lines(effects: list[Effect], value_label: str) -> list[list[str]]:
+    return [
+        [
+            e.remedy,
+            value_label if e.figure == "value" else e.figure,
+            display(e.baseline),
+            display(e.remedy_value),
+            display(e.change),
+            "-" if e.relative is None else f"{100 * e.relative:+.1f}%",
+            "within noise" if e.within_noise else "",
+        ]
+        for e in effects
+    ]
+
+
+EFFECT_HEADER = ["remedy", "figure", "baseline", "with remedy", "change", "relative", "call"]
+
+
+def importance_lines(importances: dict[str, dict[str, float]]) -> list[list[str]]:
+    return [[evaluator, param, f"{value:.3f}"] for evaluator, values in importances.items() for param, value in values.items()]
+
+
+IMPORTANCE_HEADER = ["evaluator", "param", "importance"]
+
+
+def sweep_tables(
+    ranking: Ranking, rows: list[dict[str, Any]], effects: list[Effect], importances: dict[str, dict[str, float]]
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, text lines) of the ranking, the remedies and the importances: terminal and report alike."""
+    header, lines = readable_table(ranking, rows)
+    return [
+        ("Ranking", header, lines),
+        ("Remedies (one change at a time)", EFFECT_HEADER, effect_lines(effects, ranking.by)),
+        ("Parameter importance", IMPORTANCE_HEADER, importance_lines(importances)),
+    ]
+
+
+def print_tables(
+    ranking: Ranking,
+    rows: list[dict[str, Any]],
+    effects: list[Effect],
+    importances: dict[str, dict[str, float]],
+    messages: list[str],
+) -> None:
+    """The ranking (titled with its budget and time constant), then remedies and importances when there are any."""
     from rich.console import Console
     from rich.table import Table
 
-    header, lines = readable_table(ranking, rows)
-    table = Table(title=ranking.describe(), title_justify="left")
-    for column in header:
-        table.add_column(column, overflow="fold", justify="right" if column in ("#", ranking.by) else "left")
-    for line in lines:
-        table.add_row(*line)
     console = Console()
     if not console.is_terminal:
         console = Console(width=NON_TERMINAL_WIDTH)
-    console.print(table)
+    for title, header, lines in sweep_tables(ranking, rows, effects, importances):
+        if title != "Ranking" and not lines:
+            continue
+        table = Table(title=ranking.describe() if title == "Ranking" else title, title_justify="left")
+        for column in header:
+            table.add_column(column, overflow="fold", justify="right" if column in ("#", ranking.by) else "left")
+        for line in lines:
+            table.add_row(*line)
+        console.print(table)
     for message in messages:
         console.print(message, style="dim", markup=False)
 
@@ -123,7 +169,7 @@ def write_json(
         "rows": rows,
         "ablation": [
             {"remedy": e.remedy, "figure": e.figure, "baseline": e.baseline, "value": e.remedy_value,
-             "change": e.change, "relative": e.relative}
+             "change": e.change, "relative": e.relative, "noise": e.noise, "within_noise": e.within_noise}
             for e in effects
         ],
         "importance": importances,

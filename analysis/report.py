@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.outputs import display, readable_table
+from analysis.outputs import sweep_tables
 from analysis.plots import plot_ablation, plot_overlay, plot_param_scatter, plot_run
 from analysis.ranking import Ranking
 from analysis.records import AnalysisInputError
@@ -43,24 +43,6 @@ def draw_figures(content: ReportContent, folder: Path, stem: str, top: int) -> N
     content.figures = [(title, path) for title, path in candidates if path is not None]
 
 
-def effect_lines(effects: list[Effect], value_label: str) -> list[list[str]]:
-    return [
-        [e.remedy, value_label if e.figure == "value" else e.figure, display(e.baseline), display(e.remedy_value), display(e.change),
-         "-" if e.relative is None else f"{100 * e.relative:+.1f}%"]
-        for e in effects
-    ]
-
-
-EFFECT_HEADER = ["remedy", "figure", "baseline", "with remedy", "change", "relative"]
-
-
-def importance_lines(importances: dict[str, dict[str, float]]) -> list[list[str]]:
-    return [[evaluator, param, f"{value:.3f}"] for evaluator, values in importances.items() for param, value in values.items()]
-
-
-IMPORTANCE_HEADER = ["evaluator", "param", "importance"]
-
-
 def html_table(header: list[str], lines: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in line) + "</tr>" for line in lines)
@@ -76,13 +58,8 @@ def markdown_table(header: list[str], lines: list[list[str]]) -> str:
 
 
 def sections(content: ReportContent) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The ranking exactly as the terminal shows it (full precision and paths are in --csv / --json)."""
-    header, ranking_lines = readable_table(content.ranking, content.rows)
-    return [
-        ("Ranking", header, ranking_lines),
-        ("Remedies (one change at a time)", EFFECT_HEADER, effect_lines(content.effects, content.ranking.by)),
-        ("Parameter importance", IMPORTANCE_HEADER, importance_lines(content.importances)),
-    ]
+    """The tables exactly as the terminal shows them (full precision and paths are in --csv / --json)."""
+    return sweep_tables(content.ranking, content.rows, content.effects, content.importances)
 
 
 STYLE = (

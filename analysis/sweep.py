@@ -22,10 +22,18 @@ FIGURES = ("value", "jaggedness", "descent", "spikes")
 
 @dataclass
 class Effect:
+    """A remedy's change of one figure against the baseline. `noise` is the larger spread of the two
+    rows' repeats (for the ranked value only); a change inside it is not a finding."""
+
     remedy: str
     figure: str
     baseline: float
     remedy_value: float
+    noise: float | None = None
+
+    @property
+    def within_noise(self) -> bool:
+        return self.noise is not None and abs(self.change) <= self.noise
 
     @property
     def change(self) -> float:
@@ -60,7 +68,9 @@ def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
         for figure in FIGURES:
             before, after = figure_of(baseline, figure), figure_of(row, figure)
             if before is not None and after is not None:
-                effects.append(Effect(remedy, figure, before, after))
+                spreads = [r.spread for r in (baseline, row) if r.spread is not None]
+                noise = max(spreads) if figure == "value" and spreads else None
+                effects.append(Effect(remedy, figure, before, after, noise))
     return effects, None
 
 

@@ -138,3 +138,22 @@ def test_too_few_runs_for_importance_is_a_message(tmp_path):
     write_run_dir(tmp_path / "only", synthetic_losses(20, 0.05, 0.02, seed=1), batch_size=4, overrides={"optimizer.lr": 1e-3})
     importances, messages = param_importances(rank_runs(load_runs([str(tmp_path)]).runs))
     assert importances == {} and "needs at least 4 ranked runs" in messages[0]
+
+
+def test_a_remedy_inside_the_baselines_spread_is_within_noise(tmp_path):
+    seeds = [synthetic_losses(60, 0.03, 0.4, seed=seed) for seed in (1, 2, 3)]
+    for seed, losses in enumerate(seeds):
+        write_run_dir(tmp_path / f"baseline-{seed}", losses, batch_size=4, overrides={"optimizer.lr": 1e-3, "trainer.seed": seed})
+    # a remedy that changes nothing: the mean of the baseline's curves (smoothing is linear, so its value
+    # is the baseline's mean), 0 away from the baseline and so inside any spread
+    unchanged = [sum(points) / 3 for points in zip(*seeds)]
+    write_run_dir(tmp_path / "shuffle", unchanged, batch_size=4, overrides={"optimizer.lr": 1e-3, "trainer.shuffle": True})
+    write_run_dir(tmp_path / "higher_lr", synthetic_losses(60, 0.3, 0.01, seed=5), batch_size=4,
+                  overrides={"optimizer.lr": 1e-2})
+    runs = load_runs([str(tmp_path)]).runs
+    for run in runs:
+        run.attrs["ablation"] = Path(run.path).name.split("-")[0]
+    effects, _ = ablation_effects(rank_runs(runs))
+    by_remedy = {effect.remedy: effect for effect in effects if effect.figure == "value"}
+    assert by_remedy["shuffle"].noise > 0 and by_remedy["shuffle"].within_noise
+    assert by_remedy["higher_lr"].change < 0 and not by_remedy["higher_lr"].within_noise
