@@ -6,6 +6,7 @@ stderr, the runs that could be read are still ranked and written) or nothing cou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,9 +59,9 @@ def report_problems(problems: Sequence[str]) -> None:
 
 
 def rank_command(args: argparse.Namespace) -> int:
-    from analysis.outputs import log_to_wandb, print_tables, table_rows, write_csv, write_json
+    from analysis.outputs import Findings, log_to_wandb, print_tables, table_rows, write_csv, write_json
     from analysis.ranking import rank_runs
-    from analysis.report import ReportContent, write_report
+    from analysis.report import write_report
     from analysis.sweep import ablation_effects, param_importances
 
     if not args.paths and not args.storage:
@@ -80,16 +81,16 @@ def rank_command(args: argparse.Namespace) -> int:
     effects, ablation_message = ablation_effects(ranking)
     importances, messages = param_importances(ranking)
     messages = ([ablation_message] if ablation_message else []) + messages
-    rows = table_rows(ranking, args.top)
-    print_tables(ranking, rows, effects, importances, messages)
+    findings = Findings(ranking, table_rows(ranking, args.top), effects, importances, messages)
+    print_tables(findings)
     if args.csv:
         write_csv(table_rows(ranking), args.csv)
     if args.json:
-        write_json(ranking, table_rows(ranking), effects, importances, messages, args.json)
+        write_json(findings, table_rows(ranking), args.json)
     if args.report:
         skipped = [f"input skipped or partly read: {problem}" for problem in loaded.problems]
-        content = ReportContent(ranking, rows, effects, importances, messages + skipped)
-        print(f"report: {write_report(content, args.report, args.top)}")
+        reported = dataclasses.replace(findings, messages=messages + skipped)
+        print(f"report: {write_report(reported, args.report, args.top)}")
     if args.wandb:
         group = next((row.run.group for row in ranking.rows if row.run.group), None)
         project = args.wandb_project or next(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,17 @@ from analysis.ranking import Ranking
 from analysis.sweep import Effect
 
 FIGURE_COLUMNS = ("jaggedness", "descent", "tail_change", "still_falling", "spikes")
+
+
+@dataclass
+class Findings:
+    """Everything one `rank` produced, handed as one piece to every output (terminal, JSON, report)."""
+
+    ranking: Ranking
+    rows: list[dict[str, Any]]
+    effects: list[Effect]
+    importances: dict[str, dict[str, float]]
+    messages: list[str]
 
 
 def table_rows(ranking: Ranking, top: int | None = None) -> list[dict[str, Any]]:
@@ -105,25 +117,17 @@ def importance_lines(importances: dict[str, dict[str, float]]) -> list[list[str]
 IMPORTANCE_HEADER = ["evaluator", "param", "importance"]
 
 
-def sweep_tables(
-    ranking: Ranking, rows: list[dict[str, Any]], effects: list[Effect], importances: dict[str, dict[str, float]]
-) -> list[tuple[str, list[str], list[list[str]]]]:
+def sweep_tables(findings: Findings) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, text lines) of the ranking, the remedies and the importances: terminal and report alike."""
-    header, lines = readable_table(ranking, rows)
+    header, lines = readable_table(findings.ranking, findings.rows)
     return [
         ("Ranking", header, lines),
-        ("Remedies (one change at a time)", EFFECT_HEADER, effect_lines(effects, ranking.by)),
-        ("Parameter importance", IMPORTANCE_HEADER, importance_lines(importances)),
+        ("Remedies (one change at a time)", EFFECT_HEADER, effect_lines(findings.effects, findings.ranking.by)),
+        ("Parameter importance", IMPORTANCE_HEADER, importance_lines(findings.importances)),
     ]
 
 
-def print_tables(
-    ranking: Ranking,
-    rows: list[dict[str, Any]],
-    effects: list[Effect],
-    importances: dict[str, dict[str, float]],
-    messages: list[str],
-) -> None:
+def print_tables(findings: Findings) -> None:
     """The ranking (titled with its budget and time constant), then remedies and importances when there are any."""
     from rich.console import Console
     from rich.table import Table
@@ -131,7 +135,8 @@ def print_tables(
     console = Console()
     if not console.is_terminal:
         console = Console(width=NON_TERMINAL_WIDTH)
-    for title, header, lines in sweep_tables(ranking, rows, effects, importances):
+    ranking = findings.ranking
+    for title, header, lines in sweep_tables(findings):
         if title != "Ranking" and not lines:
             continue
         table = Table(title=ranking.describe() if title == "Ranking" else title, title_justify="left")
@@ -140,7 +145,7 @@ def print_tables(
         for line in lines:
             table.add_row(*line)
         console.print(table)
-    for message in messages:
+    for message in findings.messages:
         console.print(message, style="dim", markup=False)
 
 
@@ -151,14 +156,9 @@ def write_csv(rows: list[dict[str, Any]], out_path: str | Path) -> None:
         writer.writerows(rows)
 
 
-def write_json(
-    ranking: Ranking,
-    rows: list[dict[str, Any]],
-    effects: list[Effect],
-    importances: dict[str, dict[str, float]],
-    messages: list[str],
-    out_path: str | Path,
-) -> None:
+def write_json(findings: Findings, rows: list[dict[str, Any]], out_path: str | Path) -> None:
+    """Every row (not only the top ones shown), the remedies and importances, at full precision."""
+    ranking = findings.ranking
     document = {
         "description": ranking.describe(),
         "by": ranking.by,
@@ -170,10 +170,10 @@ def write_json(
         "ablation": [
             {"remedy": e.remedy, "figure": e.figure, "baseline": e.baseline, "value": e.remedy_value,
              "change": e.change, "relative": e.relative, "noise": e.noise, "within_noise": e.within_noise}
-            for e in effects
+            for e in findings.effects
         ],
-        "importance": importances,
-        "messages": messages,
+        "importance": findings.importances,
+        "messages": findings.messages,
     }
     Path(out_path).write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
 
