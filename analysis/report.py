@@ -22,9 +22,12 @@ def draw_figures(findings: Findings, folder: Path, stem: str, top: int) -> list[
         ("Parameters against the ranked value", plot_param_scatter(ranking, folder / f"{stem}_params.png")),
         ("Remedies against the baseline", plot_ablation(findings.effects, folder / f"{stem}_ablation.png", ranking.by)),
     ]
-    ranked = [row for row in ranking.rows if row.rank is not None and len(row.run.series.loss) >= 2]
-    for row in ranked[: min(top, CURVES_IN_REPORT)]:
-        path = plot_run(row.run, folder / f"{stem}_run{row.rank}.png")
+    curves = [
+        row for row in ranking.rows
+        if row.rank is not None and len(row.run.series.loss) >= 2 and not row.run.series.presmoothed
+    ]
+    for index, row in enumerate(curves[: min(top, CURVES_IN_REPORT)], start=1):
+        path = plot_run(row.run, folder / f"{stem}_run{index}.png")
         candidates.append((f"#{row.rank} {row.name}: training loss as LLaMA-Factory draws it", path))
     return [(title, path) for title, path in candidates if path is not None]
 
