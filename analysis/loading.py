@@ -24,8 +24,10 @@ LOOKED_FOR = "metrics.jsonl / result.json (our runs), trainer_log.jsonl / traine
 
 
 def run_name(root: Path, run_dir: Path) -> str:
+    """The run's path from the folder the user named, prefixed with that folder's own name."""
     relative = run_dir.relative_to(root)
-    return root.name if str(relative) == "." else f"{root.name}/{relative}"
+    label = root.resolve().name
+    return label if str(relative) == "." else f"{label}/{relative}"
 
 
 def load_one(run_dir: Path, name: str) -> LoadResult:
@@ -55,8 +57,6 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 
 def load_path(path: str) -> LoadResult:
-    if path.startswith(WANDB_PREFIX):
-        return load_online_runs(path[len(WANDB_PREFIX) :])
     root = Path(path)
     if not root.exists():
         return LoadResult(problems=[f"{path}: no such file or folder"])
@@ -111,11 +111,13 @@ def load_runs(
 
     Raises AnalysisInputError only for a storage or study that cannot be opened (the user named it
     explicitly, so there is nothing sensible to fall back on); everything else becomes `problems`.
+    `wandb_api` reads `wandb:` paths (an object shaped like wandb.Api; default: wandb.Api() when
+    WANDB_API_KEY is set).
     """
     expanded, problems = expand(paths)
     loaded = LoadResult(problems=problems)
     for path in expanded:
-        if path.startswith(WANDB_PREFIX) and wandb_api is not None:
+        if path.startswith(WANDB_PREFIX):
             loaded.extend(load_online_runs(path[len(WANDB_PREFIX) :], api=wandb_api))
         else:
             loaded.extend(load_path(path))
