@@ -54,13 +54,14 @@ class Settings:
     accumulation: int
     measured_steps: int  # optimizer steps timed per mode
     warmup_batches: int  # micro-batches run before timing (kernel compilation, allocator warm-up)
+    gpu_path: bool  # the GPU modes (Liger, flex_attention where it runs) rather than the CPU comparison
 
 
 def cpu_settings() -> Settings:
     model = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                  intermediate_size=256, vocab_size=8192, max_position_embeddings=2048, tie_word_embeddings=True)
     return Settings("cpu-tiny", model, "cpu", "float32", cutoff_len=1024, batch_size=20, accumulation=1,
-                    measured_steps=3, warmup_batches=1)
+                    measured_steps=3, warmup_batches=1, gpu_path=False)
 
 
 def qwen25_05b_config() -> dict[str, Any]:
@@ -72,14 +73,14 @@ def qwen25_05b_config() -> dict[str, Any]:
 def gpu_settings() -> Settings:
     """The seed's yiliao settings: cutoff 2048, per-device batch 20, gradient accumulation 5."""
     return Settings("gpu-qwen2.5-0.5b", qwen25_05b_config(), "cuda", "bfloat16", cutoff_len=2048, batch_size=20,
-                    accumulation=5, measured_steps=2, warmup_batches=3)
+                    accumulation=5, measured_steps=2, warmup_batches=3, gpu_path=True)
 
 
 def dry_run_settings() -> Settings:
     """The GPU-mode model and code path with one layer and a small batch, one step per mode, on CPU."""
     model = {**qwen25_05b_config(), "num_hidden_layers": 1}
     return Settings("dry-run", model, "cpu", "bfloat16", cutoff_len=2048, batch_size=4, accumulation=1,
-                    measured_steps=1, warmup_batches=0)
+                    measured_steps=1, warmup_batches=0, gpu_path=True)
 
 
 @dataclass
@@ -94,9 +95,8 @@ class Mode:
 
 def modes_for(settings: Settings, liger_available: bool) -> list[Mode]:
     fast = padding_free_attention("auto", settings.device)
-    on_gpu = settings.device == "cuda" or settings.name == "dry-run"
     modes = [Mode("padded (LLaMA-Factory defaults)", "padded", "sdpa", True, False)]
-    if on_gpu:
+    if settings.gpu_path:
         modes += [
             Mode("padding-free", "padding_free", fast, False, liger_available),
             Mode("padding-free sdpa_varlen", "padding_free", SDPA_VARLEN, False, liger_available),
@@ -153,7 +153,7 @@ def build_model(settings: Settings, mode: Mode) -> torch.nn.Module:
     config = Qwen2Config(**settings.model, attn_implementation=mode.attention, use_cache=False)
     with torch.device(settings.device):
         model = Qwen2ForCausalLM(config).to(getattr(torch, settings.dtype))
-    if mode.gradient_checkpointing:
+    if mode.gradient_checkpointing:  # the name transformers 5.17 (on the lent GPU) still has
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
@@ -297,9 +297,9 @@ def matmul_peak_flops(device: str, dtype: torch.dtype) -> float:
 def run(settings: Settings, seed: int) -> dict[str, Any]:
     """All modes on the same samples. They take turns, one micro-batch each, whoever is least far through
     its samples next: a load that changes during the run (a shared CPU) then weighs on every mode alike."""
-    fused_loss = liger_loss_function() if settings.device == "cuda" or settings.name == "dry-run" else None
+    fused_loss = liger_loss_function() if settings.gpu_path else None
     notes = []
-    if settings.device == "cuda" and fused_loss is None:
+    if settings.gpu_path and fused_loss is None:
         notes.append("liger_kernel not importable: the fast path uses HF's loss (pip install liger-kernel)")
     warmup_count = settings.warmup_batches * settings.batch_size
     measured_count = settings.measured_steps * settings.accumulation * settings.batch_size
