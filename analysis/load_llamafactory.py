@@ -25,6 +25,7 @@ from analysis.records import (
     read_json,
     read_jsonl,
     samples_from_steps,
+    without_plumbing,
 )
 
 TRAINER_LOG = "trainer_log.jsonl"
@@ -81,7 +82,8 @@ def load_llamafactory_dir(output_dir: Path, name: str) -> RunRecord:
         rows = []
     if (output_dir / TRAINING_ARGS).is_file():
         try:
-            record.params = flatten(parse_yaml((output_dir / TRAINING_ARGS).read_text(encoding="utf-8")) or {})
+            arguments = parse_yaml((output_dir / TRAINING_ARGS).read_text(encoding="utf-8")) or {}
+            record.params = without_plumbing(flatten(arguments))
         except yaml.YAMLError as error:
             record.problems.append(f"{output_dir / TRAINING_ARGS}: unreadable YAML ({error}); params left out")
     train = [row for row in rows if row.get("loss") is not None and row.get("current_steps") is not None]

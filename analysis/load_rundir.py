@@ -7,12 +7,19 @@ from pathlib import Path
 
 import yaml
 
-from analysis.records import RunRecord, Series, flatten, last_numbers, parse_yaml, read_json, read_jsonl
+from analysis.records import (
+    RunRecord,
+    Series,
+    flatten,
+    last_numbers,
+    parse_yaml,
+    read_json,
+    read_jsonl,
+    without_plumbing,
+)
 
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
-PLUMBING_KEYS = frozenset({"trial", "logger.run_name", "logger.group", "cuda_visible_devices"})
-PLUMBING_PREFIXES = ("trial.",)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -38,12 +45,6 @@ def parse_overrides(overrides: list[str]) -> dict:
     return params
 
 
-def is_plumbing(key: str) -> bool:
-    """Keys that say how a run was launched, not what it trained (the sweeper's trial reporter, the W&B
-    run name, the GPU): left out of params so they never count as a varied setting."""
-    return key in PLUMBING_KEYS or key.startswith(PLUMBING_PREFIXES)
-
-
 def read_hydra_params(run_dir: Path) -> tuple[dict, list[str]]:
     """The composed config flattened, with the run's own overrides on top (they name what was varied)."""
     from hydra.errors import HydraException  # imported here: Hydra is not needed for other sources
@@ -58,7 +59,7 @@ def read_hydra_params(run_dir: Path) -> tuple[dict, list[str]]:
             params.update(parse_overrides(parse_yaml(overrides_path.read_text(encoding="utf-8")) or []))
     except (yaml.YAMLError, HydraException) as error:
         return params, [f"{run_dir}/.hydra: unreadable config or overrides ({error}); params left out for this run"]
-    return {key: value for key, value in params.items() if not is_plumbing(key)}, []
+    return without_plumbing(params), []
 
 
 def load_run_dir(run_dir: Path, name: str) -> RunRecord:

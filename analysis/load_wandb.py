@@ -19,7 +19,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analysis.records import LoadResult, RunRecord, Series, flatten, is_number, last_numbers, samples_from_steps
+from analysis.records import (
+    LoadResult,
+    RunRecord,
+    Series,
+    flatten,
+    is_number,
+    last_numbers,
+    samples_from_steps,
+    without_plumbing,
+)
 
 LOSS_KEYS = ("train/loss", "loss")
 STEP_KEYS = ("train/global_step", "global_step", "step")
@@ -71,7 +80,7 @@ def record_from_history(
         source=source,
         path=path,
         status=WANDB_STATES.get(str(state), "unknown"),
-        params=flat_config,
+        params=without_plumbing(flat_config),
         series=Series(samples=samples, tokens=tokens, steps=steps, loss=[float(first_present(r, LOSS_KEYS)) for r in train]),
         eval_loss=float(eval_loss) if is_number(eval_loss) else None,
         summary={key: value for key, value in numbers.items() if not key.startswith("_")},

@@ -96,6 +96,20 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+PLUMBING_KEYS = frozenset({
+    "trial", "logger.run_name", "logger.group", "cuda_visible_devices",  # set per job by our sweeper
+    "output_dir", "logging_dir", "run_name",  # HF TrainingArguments, as W&B records them
+})
+PLUMBING_PREFIXES = ("trial.", "_wandb")
+
+
+def without_plumbing(params: dict[str, Any]) -> dict[str, Any]:
+    """Params without the keys that say how and where a run was launched rather than what it trained
+    (the sweeper's trial reporter, run names, output folders): they differ between every two runs and
+    would otherwise show up as a varied setting."""
+    return {key: value for key, value in params.items() if key not in PLUMBING_KEYS and not key.startswith(PLUMBING_PREFIXES)}
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
