@@ -105,8 +105,14 @@ def param_importances(ranking: Ranking) -> tuple[dict[str, dict[str, float]], li
         ]
     columns = {key: distribution_for([row.run.params[key] for row in rows]) for key in keys}
     keys = [key for key in keys if not columns[key][0].single()]
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=ranking.direction)
+    if not keys:
+        return {}, ["parameter importance: no param takes two values among the ranked runs"]
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line for a study of our own
+    try:
+        study = optuna.create_study(direction=ranking.direction)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     study.add_trials(
         optuna.trial.create_trial(
             params={key: columns[key][1][index] for key in keys},
