@@ -138,23 +138,31 @@ def load_online_runs(target: str, api: Any = None) -> LoadResult:
     parts = target.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         return LoadResult(problems=[f"wandb:{target}: expected wandb:ENTITY/PROJECT or wandb:ENTITY/PROJECT/GROUP"])
-    if api is None:
-        if not os.environ.get("WANDB_API_KEY"):
-            return LoadResult(problems=[f"wandb:{target}: WANDB_API_KEY is not set; `wandb login` or export it"])
-        import wandb
+    from wandb.errors import Error as WandbError
 
-        api = wandb.Api()
+    if api is None and not os.environ.get("WANDB_API_KEY"):
+        return LoadResult(problems=[f"wandb:{target}: WANDB_API_KEY is not set; `wandb login` or export it"])
     entity, project = parts[0], parts[1]
     filters = {"group": parts[2]} if len(parts) == 3 else None
     result = LoadResult()
-    for run in api.runs(f"{entity}/{project}", filters=filters):
-        rows = [dict(row) for row in run.scan_history()]
-        record = record_from_history(
-            run.name, "wandb", f"wandb:{entity}/{project}/{run.id}", rows, dict(run.config), dict(run.summary), run.state
-        )
-        record.group = getattr(run, "group", None)
-        record.attrs = {"project": project, "entity": entity, "run_id": run.id}
-        result.runs.append(record)
+    try:
+        if api is None:
+            import wandb
+
+            api = wandb.Api()
+        for run in api.runs(f"{entity}/{project}", filters=filters):
+            rows = [dict(row) for row in run.scan_history()]
+            record = record_from_history(
+                run.name, "wandb", f"wandb:{entity}/{project}/{run.id}", rows, dict(run.config), dict(run.summary),
+                run.state,
+            )
+            record.group = getattr(run, "group", None)
+            record.attrs = {"project": project, "entity": entity, "run_id": run.id}
+            result.runs.append(record)
+    except (WandbError, OSError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        result.problems.append(f"wandb:{target}: the W&B API refused or could not be reached ({message})")
+        return result
     if not result.runs:
         result.problems.append(f"wandb:{target}: no runs found; check entity, project and group")
     return result

@@ -15,7 +15,6 @@ BATCH = 8
 
 def run_tiny_sweep(storage, run_dir_for_trial_0: Path) -> None:
     """A real sweep: MedianPruner over trials reporting a loss at samples seen; slow learning rates get pruned."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="notes", storage=storage,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
     for index, lr in enumerate(LEARNING_RATES):
@@ -164,3 +163,14 @@ def test_run_dir_params_are_read_with_hydra_override_grammar(tmp_path):
     (run_dir / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=[unclosed\n")
     loaded = load_runs([str(run_dir)])
     assert len(loaded.runs) == 1 and "unreadable config or overrides" in loaded.problems[0]
+
+
+def test_wandb_online_api_errors_are_a_problem_not_a_crash():
+    from wandb.errors import CommError
+
+    class UnreachableApi:
+        def runs(self, path, filters=None, order="+created_at", per_page=50):
+            raise CommError("could not reach api.wandb.ai")
+
+    loaded = load_runs(["wandb:team/lorasweep/notes"], wandb_api=UnreachableApi())
+    assert loaded.runs == [] and "could not be reached (could not reach api.wandb.ai)" in loaded.problems[0]
