@@ -84,7 +84,7 @@ def rank_command(args: argparse.Namespace) -> int:
     findings = Findings(ranking, table_rows(ranking, args.top), effects, importances, messages)
     print_tables(findings)
     if args.csv:
-        write_csv(table_rows(ranking), args.csv)
+        write_csv(ranking, table_rows(ranking), args.csv)
     if args.json:
         write_json(findings, table_rows(ranking), args.json)
     if args.report:

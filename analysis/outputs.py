@@ -149,11 +149,13 @@ def print_tables(findings: Findings) -> None:
         console.print(message, style="dim", markup=False)
 
 
-def write_csv(rows: list[dict[str, Any]], out_path: str | Path) -> None:
+def write_csv(ranking: Ranking, rows: list[dict[str, Any]], out_path: str | Path) -> None:
+    """One line per row; every line also names the budget, time constant and unit it was read with."""
+    reading = {"budget": ranking.budget, "time_constant": ranking.time_constant, "unit": ranking.unit}
     with open(out_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["rank"])
+        writer = csv.DictWriter(handle, fieldnames=[*(rows[0] if rows else ["rank"]), *reading])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**row, **reading} for row in rows)
 
 
 def write_json(findings: Findings, rows: list[dict[str, Any]], out_path: str | Path) -> None:

@@ -82,7 +82,8 @@ def test_outputs_match_the_table(tmp_path, capsys):
     assert "common budget of 240 samples" in out
     best = document["rows"][0]
     assert best["rank"] == 1 and display(best["smoothed_loss"]) in out
-    assert len(list(csv.DictReader(open(tmp_path / "r.csv")))) == 5
+    lines = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert len(lines) == 5 and lines[0]["budget"] == "240.0" and lines[0]["unit"] == "samples"
     page = html.read_text()
     assert page.count("data:image/png;base64,") >= 4  # overlay, params, and the top runs' curves
     assert f"<td>{display(best['smoothed_loss'])}</td>" in page
