@@ -44,13 +44,13 @@ def least_squares_slope(xs: list[float], ys: list[float]) -> float | None:
     spread = sum((x - mean_x) ** 2 for x in xs)
     if spread == 0:
         return None
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
 
 
 def tail_change(positions: list[float], smoothed: list[float], tail_fraction: float = TAIL_FRACTION) -> float | None:
     """Relative change of the smoothed loss across the last `tail_fraction` of the run."""
     start = positions[-1] - tail_fraction * (positions[-1] - positions[0])
-    window = [(x, y) for x, y in zip(positions, smoothed) if x >= start]
+    window = [(x, y) for x, y in zip(positions, smoothed, strict=True) if x >= start]
     xs = [x for x, _ in window]
     ys = [y for _, y in window]
     slope = least_squares_slope(xs, ys)
@@ -83,7 +83,7 @@ def diagnose(run: RunRecord, unit: str, time_constant: float) -> Diagnosis | Non
     tail = tail_change(positions, smoothed)
     jaggedness = spikes = None
     if not run.series.presmoothed:
-        residuals = [raw - smooth for raw, smooth in zip(losses, smoothed)]
+        residuals = [raw - smooth for raw, smooth in zip(losses, smoothed, strict=True)]
         level = statistics.fmean(smoothed)
         jaggedness = statistics.pstdev(residuals) / level if level else None
         spikes = count_spikes(residuals)

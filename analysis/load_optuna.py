@@ -59,7 +59,6 @@ def open_storage(storage: str) -> Any:
 def load_study(storage: str, study_name: str | None) -> Any:
     """The study, named or the only one in the storage; a clear error listing the names otherwise."""
     import optuna
-
     from sqlalchemy.exc import SQLAlchemyError
 
     opened = open_storage(storage)

@@ -66,7 +66,7 @@ def plot_param_scatter(ranking: Ranking, out_path: str | Path) -> Path | None:
     from matplotlib.ticker import MaxNLocator
 
     figure, axes_list = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.4), squeeze=False)
-    for axes, key in zip(axes_list[0], keys):
+    for axes, key in zip(axes_list[0], keys, strict=True):
         pairs = [(row.run.params.get(key), row.value) for row in rows if key in row.run.params]
         xs = [x for x, _ in pairs]
         if all(is_number(x) for x in xs):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from analysis.ranking import Ranking, RankedRow
+from analysis.ranking import RankedRow, Ranking
 from analysis.records import is_number
 
 BASELINE = "baseline"

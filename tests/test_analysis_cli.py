@@ -82,7 +82,8 @@ def test_outputs_match_the_table(tmp_path, capsys):
     assert "common budget of 240 samples" in out
     best = document["rows"][0]
     assert best["rank"] == 1 and display(best["smoothed_loss"]) in out
-    lines = list(csv.DictReader(open(tmp_path / "r.csv")))
+    with open(tmp_path / "r.csv", encoding="utf-8") as handle:
+        lines = list(csv.DictReader(handle))
     assert len(lines) == 5 and lines[0]["budget"] == "240.0" and lines[0]["unit"] == "samples"
     page = html.read_text()
     assert page.count("data:image/png;base64,") >= 4  # overlay, params, and the top runs' curves

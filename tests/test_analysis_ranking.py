@@ -146,7 +146,7 @@ def test_a_remedy_inside_the_baselines_spread_is_within_noise(tmp_path):
         write_run_dir(tmp_path / f"baseline-{seed}", losses, batch_size=4, overrides={"optimizer.lr": 1e-3, "trainer.seed": seed})
     # a remedy that changes nothing: the mean of the baseline's curves (smoothing is linear, so its value
     # is the baseline's mean), 0 away from the baseline and so inside any spread
-    unchanged = [sum(points) / 3 for points in zip(*seeds)]
+    unchanged = [sum(points) / 3 for points in zip(*seeds, strict=True)]
     write_run_dir(tmp_path / "shuffle", unchanged, batch_size=4, overrides={"optimizer.lr": 1e-3, "trainer.shuffle": True})
     write_run_dir(tmp_path / "higher_lr", synthetic_losses(60, 0.3, 0.01, seed=5), batch_size=4,
                   overrides={"optimizer.lr": 1e-2})

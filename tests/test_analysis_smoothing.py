@@ -4,8 +4,15 @@ import math
 
 import pytest
 
-from analysis import llamafactory_smooth, llamafactory_weight, load_runs, objective_from_metrics, rank_runs
-from analysis import time_constant_ema, value_at_budget
+from analysis import (
+    llamafactory_smooth,
+    llamafactory_weight,
+    load_runs,
+    objective_from_metrics,
+    rank_runs,
+    time_constant_ema,
+    value_at_budget,
+)
 from analysis.records import read_jsonl
 from analysis.synthetic import synthetic_losses, write_run_dir
 

@@ -76,9 +76,8 @@ def test_unknown_study_or_missing_storage_is_a_clear_error(tmp_path):
 
 def test_wandb_offline_run_from_hf_trainer_is_read_back(tmp_path, monkeypatch):
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArguments
-
     import wandb
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArguments
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
