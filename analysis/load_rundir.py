@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,7 +28,8 @@ def is_run_dir(path: Path) -> bool:
 
 
 @functools.cache
-def overrides_parser():
+def overrides_parser() -> Any:
+    """Hydra's parser, built once: it compiles a grammar."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     return OverridesParser.create()

@@ -3,6 +3,7 @@ comparison figures use the ranking's smoothing, so what is drawn is what was ran
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from analysis.loss_plot import plot_llamafactory_loss
 from analysis.ranking import Ranking
@@ -14,7 +15,8 @@ MAX_SCATTER_PARAMS = 6
 ABLATION_FIGURES = ("value", "jaggedness", "descent")
 
 
-def pyplot():
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +25,7 @@ def pyplot():
     return plt
 
 
-def save(figure, out_path: Path) -> Path:
+def save(figure: Any, out_path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(out_path, format="png", dpi=100)
     pyplot().close(figure)

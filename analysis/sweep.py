@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from analysis.ranking import RankedRow, Ranking
 from analysis.records import is_number
@@ -74,7 +75,9 @@ def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
     return effects, None
 
 
-def distribution_for(values: list):
+def distribution_for(values: list) -> tuple[Any, list]:
+    """An Optuna distribution spanning the values (numbers: int/float range, log when wide; else
+    categories), and the values in the form that distribution takes."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if all(is_number(value) for value in values):
