@@ -1,0 +1,41 @@
+"""The training side of pruning: one job's handle on its Optuna trial.
+
+train.py builds it with `hydra.utils.instantiate(cfg.trial)` from the node the sweeper put in the job's
+overrides; it works the same in the sweeper's process (basic launcher) and in a worker (joblib,
+submitit), because it reaches the trial through the storage rather than through memory.
+"""
+from __future__ import annotations
+
+import optuna
+from optuna.pruners import BasePruner, NopPruner
+
+from sweeper.storage import open_storage, storage_url_from_env
+
+
+class TrialReporter:
+    """Reports the smoothed loss at a step counted in samples (or tokens) seen and asks the pruner.
+
+    The pruner is not kept in the storage, so the sweeper passes its config and this side builds the
+    same one. With repeats, only the first seed reports (one curve per trial), and every seed stops
+    when the pruner stops the trial.
+    """
+
+    def __init__(
+        self, study_name: str, trial_id: int, pruner: BasePruner | None = None, report_values: bool = True
+    ) -> None:
+        study = optuna.load_study(
+            study_name=study_name,
+            storage=open_storage(storage_url_from_env()),
+            pruner=pruner if pruner is not None else NopPruner(),
+            # never samples; a passive sampler keeps Trial() from touching sampler state (grid ids)
+            sampler=optuna.samplers.RandomSampler(),
+        )
+        self._trial = optuna.trial.Trial(study, trial_id)
+        self._report_values = report_values
+
+    def report(self, value: float, step: int) -> None:
+        if self._report_values:
+            self._trial.report(float(value), int(step))
+
+    def should_prune(self) -> bool:
+        return self._trial.should_prune()

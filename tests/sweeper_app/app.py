@@ -1,0 +1,49 @@
+"""A tiny Hydra app that behaves like train.py towards a sweeper, in milliseconds instead of seconds.
+
+It keeps train.py's side of the contract (docs/run_dir.md): builds the reporter from `trial`, reports a
+decreasing curve at steps counted in samples, stops when told to prune, and writes result.json with
+status completed / pruned / failed. Its curve falls linearly to (x - 0.3)^2 + shape offset + y/10 at
+the last step, so tests know every value. `nan_above` turns the objective into NaN (a diverged run); `sleep_s` slows each step so a
+test can kill the sweep while a trial runs; `fail_marker` makes a job fail once if the file exists.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+def write_result(run_dir: Path, status: str, objective: float | None, reason: str | None) -> None:
+    (run_dir / "result.json").write_text(json.dumps({"status": status, "objective": objective, "reason": reason}))
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    reporter = hydra.utils.instantiate(cfg.trial) if cfg.get("trial") else None
+    final = (cfg.x - 0.3) ** 2 + cfg.shape.offset + cfg.y / 10
+    if cfg.nan_above is not None and cfg.x > cfg.nan_above:
+        write_result(run_dir, "failed", None, f"loss is nan at step 1 (x={cfg.x} > nan_above={cfg.nan_above})")
+        raise FloatingPointError("loss is nan")
+    value = final
+    for step in range(1, cfg.steps + 1):
+        time.sleep(cfg.sleep_s)
+        value = final + (cfg.steps - step) / cfg.steps
+        if reporter is not None:
+            reporter.report(value, step * cfg.batch)
+            if reporter.should_prune():
+                write_result(run_dir, "pruned", value, f"pruned at {step * cfg.batch} samples")
+                return value
+    if not math.isfinite(value):
+        raise FloatingPointError("objective is not finite")
+    write_result(run_dir, "completed", value, None)
+    return value
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""The sweeper's loop with real Hydra launchers and real Optuna storages, on the small app in
+tests/sweeper_app (train.py's side of the contract in milliseconds). End-to-end runs with train.py
+and the tiny model are in test_sweeper_train.py."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import TrialState
+
+from sweeper.devices import plan_devices
+from sweeper.search_space import SearchSpaceError, build_search_space
+from sweeper.storage import mask_password
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "tests" / "sweeper_app" / "app.py"
+SAMPLERS = ["tpe", "random", "cmaes", "gp", "nsgaii", "grid"]
+PRUNERS = ["median", "successive_halving", "hyperband", "patient", "none"]
+
+
+def sweep(tmp_path: Path, *overrides: str, storage: str | None = None, wait: bool = True, check: bool = True):
+    """`app.py -m hydra/sweeper=lorasweep ...` in a subprocess, its study under tmp_path."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_TEST_OUT": str(tmp_path / "out")}
+    args = [sys.executable, str(APP), "-m", "hydra/sweeper=lorasweep", f"hydra.sweeper.storage_dir={tmp_path}/sweeps"]
+    if storage:
+        args.append(f"hydra.sweeper.storage={storage}")
+    command = args + list(overrides)
+    if not wait:
+        return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"sweep failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def load(tmp_path: Path, name: str = "lorasweep", storage: str | None = None) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage or f"sqlite:///{tmp_path}/sweeps/{name}.db")
+
+
+def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count towards n_trials: all but those replaced by a re-run."""
+    trials = study.get_trials()
+    replaced = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
+    return [t for t in trials if t.number not in replaced]
+
+
+def sweep_dir(tmp_path: Path) -> Path:
+    (directory,) = (tmp_path / "out").iterdir()
+    return directory
+
+
+# --- the search space ------------------------------------------------------------------------------
+
+
+def test_params_in_the_official_syntax_become_optuna_distributions():
+    space = build_search_space(
+        {
+            "optimizer.lr": "tag(log, interval(1e-5, 1e-4))",
+            "scheduler": "choice(linear, cosine)",
+            "scheduler.warmup_steps": "range(5, 50, 5)",
+            "trainer.epochs": "int(interval(1, 3))",
+            "lora.alpha": "interval(8, 32)",
+            "trainer": {"shuffle": "choice(true, false)"},
+            "lora.rank": "choice(8)",
+            "lora": {"rank": "choice(16, 32)"},  # `+hydra.sweeper.params.lora.rank=...` beats the file's key
+            "trainer.max_samples_seen": 320,
+            "task.name": "demo",
+        },
+        ["optimizer.weight_decay=0.0,0.01", "task.name=cate", "experiment=quickstart"],
+    )
+    assert space.distributions == {
+        "optimizer.lr": FloatDistribution(1e-5, 1e-4, log=True),
+        "scheduler": CategoricalDistribution(["linear", "cosine"]),
+        "scheduler.warmup_steps": IntDistribution(5, 50, step=5),
+        "trainer.epochs": IntDistribution(1, 3),
+        "lora.alpha": FloatDistribution(8.0, 32.0),
+        "trainer.shuffle": CategoricalDistribution([True, False]),
+        "lora.rank": CategoricalDistribution([16, 32]),
+        "optimizer.weight_decay": CategoricalDistribution([0.0, 0.01]),
+    }
+    assert space.fixed == ["trainer.max_samples_seen=320", "task.name=cate", "experiment=quickstart"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"optimizer.lr": "interval(1e-3, 1e-5)"}, "inverted (low > high); write interval(1e-05, 0.001)"),
+        ({"optimizer.lr": "tag(log, interval(0, 1))"}, "a log range needs low > 0"),
+        ({"optimizer.lr": "glob(*)"}, "is not a distribution the sweeper knows"),
+        ({"optimizer.lr": "logint(1, 10)"}, "hydra.sweeper.params.optimizer.lr"),
+        ({"scheduler.warmup_steps": "range(50, 5)"}, "range(50, 5) is inverted"),
+    ],
+)
+def test_bad_params_name_the_parameter_and_the_fix(params, message):
+    with pytest.raises(SearchSpaceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_search_space(params, [])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ((), "nothing to search"),
+        (("x=interval(1.0, 0.0)",), "x: interval(1.0, 0.0) is inverted"),
+        (('+hydra.sweeper.params.x="glob(*)"',), "is not a distribution the sweeper knows"),
+        (("z=interval(0.0, 1.0)",), "do not compose"),
+    ],
+)
+def test_a_bad_space_fails_before_any_trial_runs(tmp_path, overrides, message):
+    result = sweep(tmp_path, *overrides, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_grid_sampler_takes_the_space_from_params_and_stops_when_exhausted(tmp_path):
+    sweep(tmp_path, "x=choice(0.1, 0.5)", "shape=bowl,ridge", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=10")
+    trials = load(tmp_path).get_trials()
+    assert sorted((t.params["x"], t.params["shape"]) for t in trials) == [
+        (0.1, "bowl"), (0.1, "ridge"), (0.5, "bowl"), (0.5, "ridge")]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_config_instantiates_optunas_own_class(sampler):
+    with initialize_config_dir(config_dir=str(ROOT / "tests" / "sweeper_app" / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/sweeper=lorasweep", f"hydra/sweeper/sampler={sampler}",
+                                           "hydra.sweeper.seed=3"], return_hydra_config=True)
+    node = OmegaConf.to_container(cfg.hydra.sweeper.sampler, resolve=True)
+    if sampler == "grid":
+        node["search_space"] = {"x": [0.1, 0.2]}
+    assert isinstance(instantiate(node), optuna.samplers.BaseSampler)
+
+
+@pytest.mark.parametrize("pruner", PRUNERS)
+def test_every_pruner_config_instantiates_optunas_own_class(pruner):
+    with initialize_config_dir(config_dir=str(ROOT / "tests" / "sweeper_app" / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/sweeper=lorasweep", f"hydra/sweeper/pruner={pruner}"],
+                      return_hydra_config=True)
+    assert isinstance(instantiate(OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True)),
+                      optuna.pruners.BasePruner)
+
+
+# --- a sweep and its outputs ---------------------------------------------------------------------------
+
+
+def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
+    sweep(tmp_path, "x=choice(0.3, 2.0)", "y=range(0, 2)", "hydra.sweeper.n_trials=8", "hydra.sweeper.seed=1",
+          "hydra/sweeper/sampler=random", "hydra.sweeper.pruner.n_startup_trials=1", "steps=6")
+    study = load(tmp_path)
+    trials = study.get_trials()
+    assert len(trials) == 8
+    states = {t.state for t in trials}
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert all(t.user_attrs["reason"].startswith("pruned at") for t in pruned)
+    assert all(t.intermediate_values and max(t.intermediate_values) < 6 * 4 for t in pruned)  # stopped early
+
+    directory = sweep_dir(tmp_path)
+    results = yaml.safe_load((directory / "optimization_results.yaml").read_text())
+    assert results["name"] == "optuna"
+    assert results["best_value"] == pytest.approx(study.best_value)
+    assert results["best_params"] == study.best_params
+
+    ranked = pd.read_csv(directory / "trials.csv")
+    assert list(ranked["rank"]) == list(range(1, 9))
+    assert ranked["value"].iloc[0] == pytest.approx(study.best_value)
+    assert ranked["state"].iloc[0] == "COMPLETE"
+
+    for run_dir in [Path(d) for t in trials for d in t.user_attrs["run_dirs"]]:
+        overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
+        assert "sqlite" not in overrides and "logger.group=lorasweep" in overrides
+
+    best = (directory / "best_overrides.txt").read_text().splitlines()
+    rerun = subprocess.run([sys.executable, str(APP), *best], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"x={study.best_params['x']}" in best
+
+
+def test_ablation_trials_run_first_each_on_top_of_the_baseline(tmp_path):
+    sweep(tmp_path, "x=interval(0.0, 1.0)", "shape=bowl,ridge", "hydra.sweeper.n_trials=5",
+          "++hydra.sweeper.ablations={move_x:{x:0.9},other_shape:{shape:ridge},no_change:{shape:bowl}}")
+    trials = load(tmp_path).get_trials()
+    assert [t.user_attrs.get("ablation") for t in trials] == ["baseline", "move_x", "other_shape", None, None]
+    assert [t.params for t in trials[:3]] == [{}, {"x": 0.9}, {"shape": "ridge"}]
+    assert trials[0].value == pytest.approx((0.0 - 0.3) ** 2)  # the base config: x=0, shape=bowl, y=0
+    assert set(trials[3].params) == {"x", "shape"}
+
+
+def test_a_nan_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
+    sweep(tmp_path, "x=interval(0.0, 0.5)", "nan_above=0.8", "hydra.sweeper.n_trials=4",
+          "++hydra.sweeper.ablations={diverge:{x:0.9}}")
+    trials = load(tmp_path).get_trials()
+    assert len(trials) == 4
+    assert trials[1].state == TrialState.FAIL and "loss is nan" in trials[1].user_attrs["reason"]
+    assert all(t.state == TrialState.COMPLETE for t in trials[2:])
+
+
+def test_too_many_failures_stop_the_sweep_with_a_clear_message(tmp_path):
+    result = sweep(tmp_path, "x=interval(0.0, 1.0)", "nan_above=-1", "hydra.sweeper.n_trials=8",
+                   "hydra.sweeper.max_failure_rate=0.25", check=False)
+    assert result.returncode != 0
+    assert "3 of n_trials=8 trials failed, more than max_failure_rate=0.25" in result.stderr
+    assert len(load(tmp_path).get_trials()) == 3
+    assert (sweep_dir(tmp_path) / "trials.csv").is_file()
+
+
+def test_repeats_run_each_parameter_set_with_several_seeds(tmp_path):
+    sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=2",
+          "hydra.sweeper.seed_key=seed")
+    for trial in load(tmp_path).get_trials():
+        assert len(trial.user_attrs["run_dirs"]) == 2 and len(trial.user_attrs["values_per_seed"]) == 2
+        seeds = [yaml.safe_load((Path(d) / ".hydra" / "config.yaml").read_text())["seed"]
+                 for d in trial.user_attrs["run_dirs"]]
+        assert seeds == [0, 1]
+        assert trial.value == pytest.approx(sum(trial.user_attrs["values_per_seed"]) / 2)
+
+
+# --- resume and cooperation ------------------------------------------------------------------------------
+
+
+def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_path):
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=4", "sleep_s=0.25")
+    process = sweep(tmp_path, *command, wait=False)
+    deadline = time.monotonic() + 120
+    killed_number = None
+    while time.monotonic() < deadline and killed_number is None:
+        time.sleep(0.3)
+        if not (tmp_path / "sweeps" / "lorasweep.db").exists():
+            continue
+        try:
+            running = [t for t in load(tmp_path).get_trials() if t.state == TrialState.RUNNING and t.number >= 1]
+        except (KeyError, optuna.exceptions.StorageInternalError):
+            continue  # the study is being created
+        if running and running[0].intermediate_values:
+            killed_number = running[0].number
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert killed_number is not None, "the sweep never reached a second trial"
+
+    sweep(tmp_path, *command)
+    study = load(tmp_path)
+    budget = counted(study)
+    assert len(budget) == 4 and all(t.state == TrialState.COMPLETE for t in budget)
+    killed = study.trials[killed_number]
+    assert killed.state == TrialState.FAIL and "stopped" in killed.user_attrs["reason"]
+    rerun = [t for t in budget if RetryFailedTrialCallback.retried_trial_number(t) == killed_number]
+    assert len(rerun) == 1 and rerun[0].params == killed.params
+    completed_params = [t.params["x"] for t in budget]
+    assert len(set(completed_params)) == 4  # nothing completed twice
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "journal"])
+def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backend):
+    storage = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else f"journal:{tmp_path}/shared.log"
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.15", "hydra.sweeper.study_name=shared")
+    first = sweep(tmp_path, *command, storage=storage, wait=False)
+    second = sweep(tmp_path, *command, storage=storage, wait=False)
+    for process in (first, second):
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-3000:]
+    opened = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(f"{tmp_path}/shared.log"))
+    trials = optuna.load_study(study_name="shared", storage=opened).get_trials()
+    assert len(trials) == 7
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == list(range(7))
+    assert len({t.user_attrs["process"] for t in trials}) == 2  # both processes did some of the work
+
+
+# --- launchers and devices ---------------------------------------------------------------------------------
+
+
+def test_joblib_trials_run_in_worker_processes_each_on_its_own_gpu(tmp_path):
+    sweep(tmp_path, "x=choice(0.3, 2.0)", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.gpus=[0,1]",
+          "hydra.sweeper.pruner.n_startup_trials=1")
+    trials = load(tmp_path).get_trials()
+    assert all(t.intermediate_values for t in trials)  # the workers reached their trials through the storage
+    devices = []
+    for trial in trials:
+        (run_dir,) = trial.user_attrs["run_dirs"]
+        devices.append(yaml.safe_load((Path(run_dir) / ".hydra" / "config.yaml").read_text())["cuda_visible_devices"])
+    assert sorted(devices) == [0, 0, 1, 1]
+
+
+def test_more_concurrent_trials_than_gpus_is_refused_before_any_trial():
+    with pytest.raises(ValueError, match="one GPU per trial"):
+        plan_devices("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", ["0", "1"], 3)
+    assert plan_devices("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", ["0", "1"], 2) == ["0", "1"]
+    assert plan_devices("hydra._internal.core_plugins.basic_launcher.BasicLauncher", ["0", "1"], 3) is None
+
+
+def test_submitit_local_jobs_are_pruned_through_the_storage(tmp_path):
+    sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "hydra/launcher=submitit_local",
+          "hydra.launcher.timeout_min=5", "++hydra.sweeper.ablations={good:{x:0.3},bad:{x:2.0}}",
+          "hydra.sweeper.pruner.n_startup_trials=2")
+    baseline, good, bad = load(tmp_path).get_trials()
+    assert baseline.state == good.state == TrialState.COMPLETE
+    assert bad.state == TrialState.PRUNED and bad.user_attrs["reason"] == "pruned at 4 samples"
+
+
+def test_a_storage_password_is_never_shown_or_written(tmp_path, monkeypatch):
+    assert mask_password("postgresql://me:s3cret@db.example:5432/optuna") == "postgresql://me:***@db.example:5432/optuna"
+    monkeypatch.setenv("LORASWEEP_STORAGE", "postgresql://me:s3cret@127.0.0.1:9/optuna")
+    result = sweep(tmp_path, "x=interval(0.0, 1.0)", check=False)
+    assert result.returncode != 0
+    assert "postgresql://me:***@127.0.0.1:9/optuna" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and "s3cret" in path.read_text(errors="ignore")]
