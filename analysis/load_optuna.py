@@ -138,8 +138,9 @@ def find_run_dir(run_dirs: list[RunRecord], named: str) -> RunRecord | None:
 
 def merge_trials_into_run_dirs(runs: list[RunRecord]) -> list[RunRecord]:
     """A trial and the run dirs it names become the run dirs' records (their raw loss series) carrying
-    the trial's name, state, params and attrs; repeats of one trial then pool in the ranking. A trial
-    whose run dirs were not loaded stays a record of its own (its reported values)."""
+    the trial's name and attrs; repeats of one trial then pool in the ranking. A run dir keeps its own
+    params and result.json status (what that run did); the trial's state fills in where the run has no
+    result. A trial whose run dirs were not loaded stays a record of its own (its reported values)."""
     run_dirs = [run for run in runs if run.source == "rundir"]
     merged_trials: set[int] = set()
     for trial in (run for run in runs if run.source == "optuna"):
@@ -149,8 +150,9 @@ def merge_trials_into_run_dirs(runs: list[RunRecord]) -> list[RunRecord]:
                 continue
             merged_trials.add(id(trial))
             target.name = trial.name
-            target.status = trial.status
-            target.params.update(trial.params)
+            if target.status in ("running", "unknown"):
+                target.status = trial.status
+            target.params = {**trial.params, **target.params}
             target.attrs.update(trial.attrs)
-            target.group = trial.group
+            target.group = trial.group or target.group
     return [run for run in runs if id(run) not in merged_trials]

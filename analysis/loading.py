@@ -2,7 +2,8 @@
 
 A path may be a run dir, a Hydra multirun folder or any folder above run dirs (searched recursively),
 a LLaMA-Factory output dir, a wandb/ folder or one offline run dir, a glob, or `wandb:ENTITY/PROJECT[/GROUP]`.
-A study comes from `storage` (+ `study`). What cannot be read is reported in `problems` and skipped.
+A study comes from `storage` (+ `study`); without one, a sweep dir's trials.csv stands in for it.
+What cannot be read is reported in `problems` and skipped.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from analysis.load_llamafactory import is_llamafactory_dir, load_llamafactory_dir
 from analysis.load_optuna import load_study_runs, merge_trials_into_run_dirs
 from analysis.load_rundir import is_run_dir, load_run_dir
+from analysis.load_trials_csv import TRIALS_CSV, load_trials_csv
 from analysis.load_wandb import is_wandb_run_dir, load_offline_run, load_online_runs
 from analysis.records import LoadResult, RunRecord, check_series_length
 
@@ -43,20 +45,27 @@ def load_one(run_dir: Path, name: str) -> LoadResult:
         return LoadResult(problems=[f"{run_dir}: unexpected content ({type(error).__name__}: {error}); run skipped"])
 
 
-def find_run_dirs(root: Path) -> list[Path]:
-    """Every folder under root that is a run of a known kind; does not descend into a run or a checkpoint."""
-    found: list[Path] = []
+def find_inputs(root: Path) -> tuple[list[Path], list[Path]]:
+    """Every folder under root that is a run of a known kind (not descending into a run or a
+    checkpoint), and every sweep's trials.csv found on the way."""
+    runs: list[Path] = []
+    trial_tables: list[Path] = []
     for current, subdirs, _ in os.walk(root):
         folder = Path(current)
         if is_run_dir(folder) or is_llamafactory_dir(folder) or is_wandb_run_dir(folder):
-            found.append(folder)
+            runs.append(folder)
             subdirs[:] = []
             continue
+        if (folder / TRIALS_CSV).is_file():
+            trial_tables.append(folder / TRIALS_CSV)
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("checkpoint-") and d != ".hydra")
-    return found
+    return runs, trial_tables
 
 
-def load_path(path: str) -> LoadResult:
+def load_path(path: str, read_trials_csv: bool = True) -> LoadResult:
+    """The runs under one path. With `read_trials_csv`, a sweep's trials.csv names its run dirs'
+    trials and ablation remedies; its trials without a run dir here (other sweep dirs of a resumed
+    study) are left out."""
     root = Path(path)
     if not root.exists():
         return LoadResult(problems=[f"{path}: no such file or folder"])
@@ -65,11 +74,15 @@ def load_path(path: str) -> LoadResult:
             return LoadResult(problems=[f"{path}: not a run file; give a run folder (or its {', '.join(RUN_FILES)})"])
         root = root.parent
     result = LoadResult()
-    run_dirs = find_run_dirs(root)
+    run_dirs, trial_tables = find_inputs(root)
     if not run_dirs:
         result.problems.append(f"{path}: no runs found (looked for {LOOKED_FOR})")
     for run_dir in run_dirs:
         result.extend(load_one(run_dir, run_name(root, run_dir)))
+    if read_trials_csv:
+        for table in trial_tables:
+            result.extend(load_trials_csv(table))
+        result.runs = [run for run in merge_trials_into_run_dirs(result.runs) if run.source != "optuna"]
     return result
 
 
@@ -120,7 +133,7 @@ def load_runs(
         if path.startswith(WANDB_PREFIX):
             loaded.extend(load_online_runs(path[len(WANDB_PREFIX) :], api=wandb_api))
         else:
-            loaded.extend(load_path(path))
+            loaded.extend(load_path(path, read_trials_csv=storage is None))
     if storage is not None:
         loaded.extend(load_study_runs(storage, study))
     usable = keep_usable(merge_trials_into_run_dirs(loaded.runs))

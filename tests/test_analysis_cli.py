@@ -146,3 +146,19 @@ def test_sweep_report_has_remedies_and_importance(tmp_path, capsys):
     assert "| PedAnova | optimizer.lr |" in text
     assert (report.parent / "sweep_ablation.png").stat().st_size > 1000
     assert "trial-0" in out  # the run dirs carry their trials' names
+
+
+def test_a_sweep_dirs_trials_csv_stands_in_for_the_study(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "multirun" / "12-00-00", runs=3)
+    study = optuna.create_study()
+    for index, remedy in enumerate(["baseline", "lower_lr", "larger_batch", "shuffle"]):
+        trial = study.ask({"optimizer.lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)})
+        trial.set_user_attr("ablation", remedy)
+        # trial 3 ran in another sweep dir of the same study (a resumed sweep): not one of these runs
+        trial.set_user_attr("run_dirs", [str(sweep / str(index)) if index < 3 else "multirun/elsewhere/0"])
+        study.tell(trial, 1.0)
+    study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs")).to_csv(sweep / "trials.csv", index=False)
+    code, out, err = run_main(capsys, "rank", str(sweep))
+    assert code == 0, err
+    assert all(f"trial-{number}" in out for number in (0, 1, 2)) and "trial-3" not in out
+    assert "Remedies (one change at a time)" in out and "larger_batch" in out
