@@ -9,13 +9,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("train")
+
+# conf/paths uses ${project_dir:} so the shipped demo data is found from any working directory
+OmegaConf.register_new_resolver("project_dir", lambda: str(Path(__file__).resolve().parent), replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

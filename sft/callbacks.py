@@ -38,6 +38,16 @@ class SeenCounter(TrainerCallback, ExportableState):
     def state(self) -> dict:
         return {"args": {}, "attributes": {"samples": self.samples, "tokens": self.tokens, "elapsed_before": self.elapsed_before}}
 
+    def restore(self, checkpoint: str) -> None:
+        """Take the counts saved in a checkpoint's trainer_state.json. Done here rather than by the
+        Trainer's restore_callback_states_from_checkpoint, which swaps in a new instance that the
+        trainer and the log callback would not see."""
+        saved = json.loads((Path(checkpoint) / "trainer_state.json").read_text())["stateful_callbacks"].get(type(self).__name__)
+        if saved is None:
+            raise ValueError(f"{checkpoint} holds no {type(self).__name__} state: it was not written by this project's train.py")
+        for name, value in saved["attributes"].items():
+            setattr(self, name, value)
+
 
 class Outcome:
     """How training ended, set by callbacks and read by the recipe once trainer.train() returns."""

@@ -47,7 +47,9 @@ def _status(run_dir: Path) -> str | None:
 
 
 def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[str, Any]:
+    import datasets
     import transformers
+    from transformers.trainer_callback import PrinterCallback
 
     from sft.collate import PaddedCollator
     from sft.data import prepare_datasets
@@ -55,6 +57,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     from sft.trainer import SFTTrainer
 
     check_config(cfg)
+    datasets.disable_progress_bars()
     (run_dir / "result.json").unlink(missing_ok=True)
     transformers.set_seed(int(cfg.trainer.seed))
     precision = resolve_precision(cfg.trainer.precision)
@@ -83,8 +86,10 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
         counter=counter,
         shuffle=bool(cfg.trainer.shuffle),
     )
+    trainer.remove_callback(PrinterCallback)  # our rich bar and run-dir logs replace its printed dicts
     checkpoint = find_checkpoint(cfg.trainer.resume, run_dir)
     if checkpoint:
+        counter.restore(checkpoint)
         run_log.load_previous(checkpoint_step(checkpoint))
         log.info("resuming from %s", checkpoint)
     try:
@@ -185,7 +190,6 @@ def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps
         run_name=cfg.logger.get("run_name") or cfg.name,
         disable_tqdm=True,
         remove_unused_columns=False,
-        restore_callback_states_from_checkpoint=True,
         save_only_model=False,
     )
 

@@ -1,0 +1,154 @@
+"""train.py end to end on the tiny model and the demo data, through its command line."""
+import json
+import math
+import shutil
+
+import pytest
+from conftest import ROOT, run_train
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from analysis.smoothing import objective_from_metrics
+from sft.checks import check_config
+from sft.errors import ConfigError
+
+TINY = ["model=tiny", "task=demo", "task.max_samples=120", "task.cutoff_len=128", "optimizer.lr=2e-3",
+        "trainer.per_device_batch_size=4", "trainer.logging_steps=2", "trainer.save_steps=10"]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, cache_dir):
+    """One short run with an eval split, shared by the tests that only read its run dir."""
+    root = tmp_path_factory.mktemp("project")
+    run_dir = root / "run"
+    run_train([*TINY, "trainer.max_steps=20", "task.val_size=16", "trainer.eval_steps=10", f"hydra.run.dir={run_dir}"], root, cache_dir)
+    return run_dir
+
+
+def test_run_dir_holds_every_file_of_the_contract(finished_run):
+    for name in ("metrics.jsonl", "trainer_log.jsonl", "training_loss.png", "adapter_config.json",
+                 "adapter_model.safetensors", "result.json", ".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoint-10"):
+        assert (finished_run / name).exists(), name
+    metrics = read_jsonl(finished_run / "metrics.jsonl")
+    train_lines = [m for m in metrics if "loss" in m]
+    assert [m["step"] for m in train_lines] == list(range(2, 21, 2))
+    assert [m["samples"] for m in train_lines] == [8 * i for i in range(1, 11)]
+    assert all(set(m) >= {"tokens", "lr", "grad_norm", "epoch", "elapsed", "samples_per_s", "tokens_per_s"} for m in train_lines)
+    assert [m["step"] for m in metrics if "eval_loss" in m] == [10, 20]
+    trainer_log = read_jsonl(finished_run / "trainer_log.jsonl")
+    assert set(trainer_log[0]) >= {"current_steps", "total_steps", "loss", "lr", "epoch", "percentage", "elapsed_time", "remaining_time"}
+    assert trainer_log[-1]["total_steps"] == 20
+
+
+def test_loss_falls_and_result_holds_the_shared_objective(finished_run):
+    metrics = read_jsonl(finished_run / "metrics.jsonl")
+    result = json.loads((finished_run / "result.json").read_text())
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert result["status"] == "completed" and result["reason"] is None
+    expected = objective_from_metrics(metrics, "smoothed_loss", "samples", result["smoothing"]["time_constant"])
+    assert result["objective"] == pytest.approx(expected)
+    assert result["seen"] == {"samples": 80, "tokens": metrics[-1]["tokens"], "steps": 20}
+    assert result["counts"]["train_rows"] == 104 and result["counts"]["eval_rows"] == 16
+
+
+def test_saved_adapter_loads_with_peft_and_generates(finished_run, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(finished_run)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), finished_run)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "我头痛三天了，怎么办？"}], tokenize=False, add_generation_prompt=True)
+    inputs = tokenizer(prompt, return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_same_seed_same_curve_and_resume_continues_with_the_same_data(tmp_path, cache_dir):
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_train([*TINY, "trainer.max_steps=20", f"hydra.run.dir={first}"], tmp_path, cache_dir)
+    run_train([*TINY, "trainer.max_steps=20", f"hydra.run.dir={second}"], tmp_path, cache_dir)
+    assert read_jsonl(first / "metrics.jsonl") and [m["loss"] for m in read_jsonl(first / "metrics.jsonl")] == [
+        m["loss"] for m in read_jsonl(second / "metrics.jsonl")]
+    # stop "second" after its step-10 checkpoint, then resume it
+    shutil.rmtree(second / "checkpoint-20")
+    (second / "result.json").unlink()
+    run_train([*TINY, "trainer.max_steps=20", f"hydra.run.dir={second}", "trainer.resume=true"], tmp_path, cache_dir)
+    resumed = read_jsonl(second / "metrics.jsonl")
+    uninterrupted = read_jsonl(first / "metrics.jsonl")
+    assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted]
+    assert [m["samples"] for m in resumed] == [m["samples"] for m in uninterrupted]
+    assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
+    assert json.loads((second / "result.json").read_text())["seen"]["steps"] == 20
+
+
+def test_nan_loss_fails_the_run_with_its_reason(tmp_path, cache_dir):
+    run_dir = tmp_path / "nan"
+    # LoRA's A matrices get an exactly zero gradient on the first step (B starts at zero); with an eps
+    # that is 0 in float32, AdamW's update is 0/0. A huge lr does not do it: the final RMSNorm and the
+    # frozen tied head keep the logits bounded.
+    result = run_train([*TINY, "trainer.max_steps=20", "optimizer.eps=1e-50", f"hydra.run.dir={run_dir}"],
+                       tmp_path, cache_dir, check=False)
+    assert result.returncode == 1
+    saved = json.loads((run_dir / "result.json").read_text())
+    assert saved["status"] == "failed" and saved["objective"] is None
+    assert "loss became nan" in saved["reason"] or "loss became inf" in saved["reason"]
+    assert "lower optimizer.lr" in result.stdout + result.stderr
+
+
+def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, cache_dir):
+    run_dir = tmp_path / "bad"
+    result = run_train([*TINY, "task.dataset=[nope]", f"hydra.run.dir={run_dir}"], tmp_path, cache_dir, check=False)
+    assert result.returncode == 1
+    assert "unknown dataset 'nope'" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "failed"
+
+
+def compose_train(overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=-1e-5", "optimizer.lr=-1e-05 must be > 0"),
+        ("optimizer.weight_decay=-0.01", "weight_decay=-0.01 must be >= 0"),
+        ("trainer.per_device_batch_size=0", "per_device_batch_size=0 must be >= 1"),
+        ("scheduler.name=exponential", "unknown scheduler 'exponential'"),
+        ("trainer.epochs=0", "no training budget"),
+        ("objective=eval_loss", "needs an eval split"),
+    ],
+)
+def test_impossible_settings_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(compose_train([override]))
+
+
+def test_seed_yiliao_composes_to_the_seed_command_flag_for_flag():
+    cfg = compose_train(["experiment=seed_yiliao"])
+    assert cfg.model.name_or_path == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert (cfg.task.name, list(cfg.task.dataset), cfg.task.template, cfg.task.cutoff_len, cfg.task.max_samples) == ("yiliao", ["yiliao"], "qwen", 2048, 50000)
+    assert (cfg.optimizer.lr, cfg.optimizer.max_grad_norm) == (5e-5, 1.0)
+    assert (cfg.scheduler.name, cfg.scheduler.warmup_steps) == ("cosine", 1000)
+    assert (cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target) == (16, 16, 0.01, "all")
+    trainer = cfg.trainer
+    assert (trainer.per_device_batch_size, trainer.gradient_accumulation_steps, trainer.epochs) == (20, 5, 10.0)
+    assert (trainer.logging_steps, trainer.save_steps, trainer.precision) == (10, 1000, "bf16")
+    cate, spo = compose_train(["experiment=seed_cate"]), compose_train(["experiment=seed_spo"])
+    assert (cate.trainer.per_device_batch_size, cate.scheduler.name, cate.scheduler.warmup_steps, cate.trainer.logging_steps, cate.trainer.save_steps) == (5, "linear", 5, 10, 10)
+    assert (spo.trainer.per_device_batch_size, spo.scheduler.name, spo.scheduler.warmup_steps, spo.trainer.logging_steps, spo.trainer.save_steps) == (8, "cosine", 5, 1, 30)
+
+
+def test_hydra_grid_runs_each_combination(tmp_path, cache_dir):
+    sweep_dir = tmp_path / "grid"
+    run_train(["-m", *TINY, "trainer.max_steps=4", "optimizer.lr=1e-3,3e-3", f"hydra.sweep.dir={sweep_dir}"], tmp_path, cache_dir)
+    results = [json.loads((sweep_dir / str(job) / "result.json").read_text()) for job in (0, 1)]
+    assert all(r["status"] == "completed" and math.isfinite(r["objective"]) for r in results)
+    lrs = [OmegaConf.load(sweep_dir / str(job) / ".hydra/config.yaml").optimizer.lr for job in (0, 1)]
+    assert lrs == [1e-3, 3e-3]
