@@ -15,7 +15,6 @@ from typing import Any
 import yaml
 
 UNITS = ("samples", "tokens", "steps")
-STATES = ("completed", "pruned", "failed", "running", "waiting", "unknown")
 
 
 class AnalysisInputError(Exception):
@@ -50,7 +49,7 @@ class RunRecord:
 
     params: flattened config keys (Hydra override keys such as "optimizer.lr"); summary: the last value
     of every numeric metric the run recorded (what `--by METRIC` ranks on); attrs: Optuna user attrs or
-    similar tags ("ablation", "repeat_values"); result: our result.json when the run wrote one;
+    similar tags ("ablation", "values_per_seed", "run_dirs"); result: our result.json when the run wrote one;
     notes: caveats about how a figure was derived, shown beside the run's rank.
     """
 
