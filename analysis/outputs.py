@@ -14,7 +14,8 @@ from typing import Any
 from analysis.ranking import Ranking
 from analysis.sweep import Effect
 
-FIGURE_COLUMNS = ("jaggedness", "descent", "tail_change", "still_falling", "spikes")
+FIGURE_COLUMNS = ("jaggedness", "descent", "tail_change", "still_falling", "spikes", "points")
+THROUGHPUT_COLUMNS = ("samples_per_s", "tokens_per_s")
 
 
 @dataclass
@@ -49,6 +50,7 @@ def table_rows(ranking: Ranking, top: int | None = None) -> list[dict[str, Any]]
         entry.update({key: figures.get(key) for key in FIGURE_COLUMNS})
         if ranking.by != "eval_loss":
             entry["eval_loss"] = row.run.eval_loss
+        entry.update({key: row.run.throughput.get(key) for key in THROUGHPUT_COLUMNS})
         entry.update({key: row.run.params.get(key) for key in ranking.varying_params})
         entry["path"] = row.run.path
         rows.append(entry)
@@ -185,7 +187,7 @@ def log_to_wandb(ranking: Ranking, rows: list[dict[str, Any]], project: str, gro
     import wandb
 
     columns = list(rows[0]) if rows else ["rank"]
-    typed = {"rank", ranking.by, "spread", "repeats", "eval_loss", *FIGURE_COLUMNS}
+    typed = {"rank", ranking.by, "spread", "repeats", "eval_loss", *FIGURE_COLUMNS, *THROUGHPUT_COLUMNS}
 
     def cell(key: str, value: Any) -> Any:
         """Numbers stay numbers (sortable in W&B); params become text, since W&B refuses a column whose
