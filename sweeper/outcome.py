@@ -61,6 +61,9 @@ def job_outcome(job: JobReturn, n_objectives: int) -> JobOutcome:
         return JobOutcome(TrialState.FAIL, None, recorded_reason or "the run reported status failed", run_dir)
     if returned is None and result is not None:
         returned = result.get("objective")
+    if returned is None:
+        reason = "the run finished without an objective: did it log a loss before its budget ran out? (see logging_steps)"
+        return JobOutcome(TrialState.FAIL, None, reason, run_dir)
     values, problem = _as_values(returned, n_objectives)
     if problem:
         return JobOutcome(TrialState.FAIL, None, problem, run_dir)

@@ -294,7 +294,7 @@ def test_joblib_trials_run_in_worker_processes_each_on_its_own_gpu(tmp_path):
     for trial in trials:
         (run_dir,) = trial.user_attrs["run_dirs"]
         devices.append(yaml.safe_load((Path(run_dir) / ".hydra" / "config.yaml").read_text())["cuda_visible_devices"])
-    assert sorted(devices) == [0, 0, 1, 1]
+    assert sorted(devices) == ["0", "0", "1", "1"]
 
 
 def test_more_concurrent_trials_than_gpus_is_refused_before_any_trial():
