@@ -53,7 +53,7 @@ def plot_overlay(ranking: Ranking, top: int, out_path: str | Path) -> Path | Non
     axes.axvline(ranking.budget, color="grey", linestyle="--", label=f"budget {ranking.budget:g}")
     axes.set_xlabel(f"{ranking.unit} seen")
     axes.set_ylabel(f"loss (time constant {ranking.time_constant:g} {ranking.unit})")
-    axes.set_title(f"top {len(rows)} runs, smoothed as ranked")
+    axes.set_title(f"top {len(rows)} run{'s' if len(rows) > 1 else ''}, smoothed as ranked")
     axes.legend(fontsize="small")
     return save(figure, Path(out_path))
 
