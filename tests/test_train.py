@@ -2,6 +2,9 @@
 import json
 import math
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_train
@@ -152,3 +155,24 @@ def test_hydra_grid_runs_each_combination(tmp_path, cache_dir):
     assert all(r["status"] == "completed" and math.isfinite(r["objective"]) for r in results)
     lrs = [OmegaConf.load(sweep_dir / str(job) / ".hydra/config.yaml").optimizer.lr for job in (0, 1)]
     assert lrs == [1e-3, 3e-3]
+
+
+def test_local_model_dir_and_wandb_offline_run_carry_the_config(tmp_path, cache_dir, tiny_model_dir):
+    run_dir = tmp_path / "wandb-run"
+    run_train([*TINY, f"model.name_or_path={tiny_model_dir}", "trainer.max_steps=4", "logger=wandb",
+               "logger.group=my-study", f"logger.dir={tmp_path}", f"hydra.run.dir={run_dir}"], tmp_path, cache_dir)
+    offline_runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    inspected = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json", str(offline_runs[0])],
+                               capture_output=True, text=True, check=True)
+    summary = json.loads(inspected.stdout)
+    text = json.dumps(summary)
+    assert "my-study" in text and str(tiny_model_dir) in text and "train/loss" in text
+
+
+def test_a_hub_model_that_cannot_be_reached_gives_a_clear_error(tmp_path, cache_dir):
+    result = run_train(["model=qwen2.5-0.5b-instruct", f"hydra.run.dir={tmp_path / 'hub'}"], tmp_path, cache_dir, check=False,
+                       extra_env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 1
+    assert "could not load 'Qwen/Qwen2.5-0.5B-Instruct'" in result.stderr + result.stdout
+    assert "model.name_or_path to the local dir" in result.stderr + result.stdout
