@@ -113,19 +113,27 @@ def first_objective(value: Any) -> float | None:
     return float(value) if is_number(value) else None
 
 
-def pool(row: RankedRow, values: list[float | None]) -> None:
-    """Mean and spread (sample std) over a row's repeats. A row of several run dirs pools their values;
-    a lone trial record uses the sweeper's user attrs: "values_per_seed", else its "spread"."""
+def pool(row: RankedRow, values: list[float | None], by: str) -> None:
+    """Mean and spread (sample std) over a row's repeats.
+
+    A row of several run dirs pools their values. A lone trial record (no run dirs loaded) keeps its
+    value at the common budget, read from the curve its first seed reported, and takes its spread from
+    the sweeper's user attrs: the std of "values_per_seed", else "spread" (the objective only).
+    """
     row.repeats = [v for v in values if v is not None]
-    attrs = row.run.attrs if len(row.members) == 1 else {}
-    per_seed = [first_objective(v) for v in attrs.get(SEED_VALUES_ATTR) or []]
-    if len(per_seed) >= 2 and all(v is not None for v in per_seed):
-        row.repeats = per_seed
     if row.repeats:
         row.value = statistics.fmean(row.repeats)
     if len(row.repeats) >= 2:
         row.spread = statistics.stdev(row.repeats)
-    elif row.value is not None and first_objective(attrs.get(SPREAD_ATTR)) is not None:
+        return
+    if row.value is None or len(row.members) > 1 or row.run.source != "optuna" or by != "smoothed_loss":
+        return
+    attrs = row.run.attrs
+    per_seed = [first_objective(v) for v in attrs.get(SEED_VALUES_ATTR) or []]
+    if len(per_seed) >= 2 and all(v is not None for v in per_seed):
+        row.repeats = per_seed
+        row.spread = statistics.stdev(per_seed)
+    elif first_objective(attrs.get(SPREAD_ATTR)) is not None:
         row.spread = first_objective(attrs[SPREAD_ATTR])
 
 
@@ -163,7 +171,7 @@ def rank_runs(
     if by not in ("smoothed_loss", "eval_loss") and not any(metric_value(run, by) is not None for run in runs):
         known = sorted({key for run in runs for key in run.summary} | {"smoothed_loss", "eval_loss"})
         raise AnalysisInputError(f"no run recorded the metric {by!r}; recorded metrics: {', '.join(known)}")
-    finals = {id(run): run.series.positions(unit)[-1] for run in runs if len(run.series.positions(unit)) >= 2}
+    finals = {id(run): run.series.positions(unit)[-1] for run in runs if run.series.positions(unit)}
     default_budget, short_below = common_budget(list(finals.values()), short_fraction)
     budget = budget if budget is not None else default_budget
     if time_constant is None and budget is not None:
@@ -187,7 +195,7 @@ def rank_runs(
                 values.append(smoothed_value(run, unit, budget, time_constant) if usable else None)
             else:
                 values.append(metric_value(run, by))
-        pool(row, values)
+        pool(row, values, by)
         if row.value is None and by != "smoothed_loss":
             row.flags.append(f"no {by} recorded")
         if budget is not None and time_constant is not None:

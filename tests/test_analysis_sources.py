@@ -8,7 +8,7 @@ import pytest
 from analysis import AnalysisInputError, load_runs, rank_runs
 from analysis.synthetic import synthetic_losses, write_run_dir
 
-LEARNING_RATES = (1e-3, 2e-3, 1e-5, 2e-5, 1.5e-3, 1e-6)
+LEARNING_RATES = (1e-3, 2e-3, 1e-5, 2e-5, 1.9e-3, 1e-6)
 BATCH = 8
 
 
@@ -25,6 +25,8 @@ def run_tiny_sweep(storage, run_dir_for_trial_0: Path) -> None:
             trial.set_user_attr("run_dirs", [str(run_dir_for_trial_0)])
         if trial.number == 4:
             trial.set_user_attr("values_per_seed", [[1.0], [1.1], [0.9]])
+        if trial.number == 1:
+            trial.set_user_attr("spread", [0.05])
         loss = 3.0
         for step in range(1, 11):
             loss -= lr * 100
@@ -58,7 +60,10 @@ def test_study_is_read_with_its_pruned_trials(tmp_path, kind):
     assert pruned.attrs["ablation"].startswith("lr_")
     ranking = rank_runs(loaded.runs)
     repeated = next(row for row in ranking.rows if row.run.name == "trial-4")
+    # a trial without loaded run dirs: its value at the budget from its reports, its spread from the sweeper
     assert repeated.repeats == [1.0, 1.1, 0.9] and repeated.spread == pytest.approx(0.1)
+    assert repeated.value == pytest.approx(3.0 - 1.9e-3 * 100 * (ranking.budget / BATCH))
+    assert next(row for row in ranking.rows if row.run.name == "trial-1").spread == 0.05
 
 
 def test_unknown_study_or_missing_storage_is_a_clear_error(tmp_path):
