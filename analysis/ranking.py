@@ -76,6 +76,17 @@ def common_budget(finals: list[float], short_fraction: float = SHORT_FRACTION) -
     return min(comparable), threshold
 
 
+def why_not_at_budget(run: RunRecord, final: float | None, short_below: float, budget: float | None, unit: str) -> str | None:
+    """Why a run cannot be read at the common budget (the flag shown beside it), or None when it can."""
+    if final is None:
+        return f"no {unit} series" if run.series.loss else "no loss logged"
+    if final < short_below:
+        return f"too short ({final:g} < half the median, {short_below:g} {unit})"
+    if budget is not None and final < budget:
+        return f"did not reach the budget ({final:g} {unit})"
+    return None
+
+
 def smoothed_value(run: RunRecord, unit: str, budget: float, time_constant: float) -> float | None:
     positions = run.series.positions(unit)
     if run.series.presmoothed:
@@ -184,15 +195,12 @@ def rank_runs(
             final = finals.get(id(run))
             who = f"{run.name}: " if len(members) > 1 else ""
             row.flags.extend(who + note for note in run.notes)
-            if final is None:
-                row.flags.append(who + (f"no {unit} series" if run.series.loss else "no loss logged"))
-            elif final < short_below:
-                row.flags.append(f"{who}too short ({final:g} < half the median, {short_below:g} {unit})")
-            elif budget is not None and final < budget:
-                row.flags.append(f"{who}did not reach the budget ({final:g} {unit})")
+            unreadable = why_not_at_budget(run, final, short_below, budget, unit)
+            if unreadable:
+                row.flags.append(who + unreadable)
             if by == "smoothed_loss":
-                usable = final is not None and final >= short_below and budget is not None and final >= budget
-                values.append(smoothed_value(run, unit, budget, time_constant) if usable else None)
+                readable = unreadable is None and budget is not None
+                values.append(smoothed_value(run, unit, budget, time_constant) if readable else None)
             else:
                 values.append(metric_value(run, by))
         pool(row, values, by)
