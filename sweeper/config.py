@@ -167,6 +167,9 @@ class LorasweepSweeperConf:
     # name -> {param: value}: run first, each on top of the base config, after a "baseline" trial that
     # changes nothing; a one-change-at-a-time ablation recorded in the user attr "ablation"
     ablations: Dict[str, Any] = field(default_factory=dict)
+    # the ablation is the measurement: its trials report their curves (the pruner learns from them) but
+    # run to the end unless this is true
+    prune_ablations: bool = False
     # GPU ids for concurrent trials under a multi-process launcher (joblib), one GPU per trial;
     # null = CUDA_VISIBLE_DEVICES or the GPUs nvidia-smi lists
     gpus: Optional[List[int]] = None

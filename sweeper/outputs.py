@@ -39,7 +39,7 @@ def print_progress(trial: FrozenTrial, finished: int, n_trials: int, best: Froze
     reason = trial.user_attrs.get("reason")
     if reason and trial.state != TrialState.COMPLETE:
         line += f" | {reason}"
-    _console.print(line)
+    _console.print(line, soft_wrap=True)
 
 
 def _short(value: Any) -> str:

@@ -73,6 +73,7 @@ class StudyLoop:
         params: Mapping[str, Any] | None,
         custom_search_space: str | None,
         ablations: Mapping[str, Any] | None,
+        prune_ablations: bool,
         gpus: list[int] | None,
     ) -> None:
         for name, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("repeats", repeats)):
@@ -96,6 +97,7 @@ class StudyLoop:
         self.params = OmegaConf.to_container(params, resolve=True) if OmegaConf.is_config(params) else params
         self.custom_search_space = custom_search_space
         self.ablations = OmegaConf.to_container(ablations, resolve=True) if OmegaConf.is_config(ablations) else ablations
+        self.prune_ablations = prune_ablations
         self.gpus = list(gpus) if gpus is not None else None
         self.process = f"{socket.gethostname()}:{os.getpid()}"
         self.job_idx = 0
@@ -311,11 +313,12 @@ class StudyLoop:
             job.append(render_override(self.seed_key, seed))
             run_name += f"-seed{seed}"
         if "trial" in self.config:
+            prunable = self.prune_ablations or ABLATION_ATTR not in trial.user_attrs
             reporter = {
                 "_target_": REPORTER_TARGET,
                 "study_name": self.study_name,
                 "trial_id": trial._trial_id,
-                "pruner": OmegaConf.to_container(self.pruner_conf, resolve=True),
+                "pruner": OmegaConf.to_container(self.pruner_conf, resolve=True) if prunable else None,
                 "report_values": repeat == 0,
             }
             job.append(render_override("trial", reporter))

@@ -192,8 +192,11 @@ def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
 
 def test_ablation_trials_run_first_each_on_top_of_the_baseline(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "shape=bowl,ridge", "hydra.sweeper.n_trials=5",
-          "++hydra.sweeper.ablations={move_x:{x:0.9},other_shape:{shape:ridge},no_change:{shape:bowl}}")
+          "++hydra.sweeper.ablations={move_x:{x:0.9},other_shape:{shape:ridge},no_change:{shape:bowl}}",
+          "hydra.sweeper.pruner.n_startup_trials=1")
     trials = load(tmp_path).get_trials()
+    # worse than the baseline at every step, yet not pruned: the ablation is the measurement
+    assert all(t.state == TrialState.COMPLETE and len(t.intermediate_values) == 6 for t in trials[:3])
     assert [t.user_attrs.get("ablation") for t in trials] == ["baseline", "move_x", "other_shape", None, None]
     assert [t.params for t in trials[:3]] == [{}, {"x": 0.9}, {"shape": "ridge"}]
     assert trials[0].value == pytest.approx((0.0 - 0.3) ** 2)  # the base config: x=0, shape=bowl, y=0
@@ -207,6 +210,15 @@ def test_a_nan_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
     assert len(trials) == 4
     assert trials[1].state == TrialState.FAIL and "loss is nan" in trials[1].user_attrs["reason"]
     assert all(t.state == TrialState.COMPLETE for t in trials[2:])
+
+
+def test_a_job_that_dies_before_result_json_fails_with_its_exception(tmp_path):
+    sweep(tmp_path, "crash=choice(false, true)", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=2",
+          "hydra.sweeper.max_failure_rate=0.5")
+    by_crash = {t.params["crash"]: t for t in load(tmp_path).get_trials()}
+    assert by_crash[False].state == TrialState.COMPLETE
+    assert by_crash[True].state == TrialState.FAIL
+    assert by_crash[True].user_attrs["reason"] == "RuntimeError: crashed before writing result.json"
 
 
 def test_too_many_failures_stop_the_sweep_with_a_clear_message(tmp_path):
@@ -307,7 +319,7 @@ def test_more_concurrent_trials_than_gpus_is_refused_before_any_trial():
 def test_submitit_local_jobs_are_pruned_through_the_storage(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "hydra/launcher=submitit_local",
           "hydra.launcher.timeout_min=5", "++hydra.sweeper.ablations={good:{x:0.3},bad:{x:2.0}}",
-          "hydra.sweeper.pruner.n_startup_trials=2")
+          "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.prune_ablations=true")
     baseline, good, bad = load(tmp_path).get_trials()
     assert baseline.state == good.state == TrialState.COMPLETE
     assert bad.state == TrialState.PRUNED and bad.user_attrs["reason"] == "pruned at 4 samples"

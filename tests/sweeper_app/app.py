@@ -4,12 +4,11 @@ It keeps train.py's side of the contract (docs/run_dir.md): builds the reporter 
 decreasing curve at steps counted in samples, stops when told to prune, and writes result.json with
 status completed / pruned / failed. Its curve falls linearly to (x - 0.3)^2 + shape offset + y/10 at
 the last step, so tests know every value. `nan_above` turns the objective into NaN (a diverged run); `sleep_s` slows each step so a
-test can kill the sweep while a trial runs; `fail_marker` makes a job fail once if the file exists.
+test can kill the sweep while a trial runs; `crash` raises before result.json is written.
 """
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -39,8 +38,8 @@ def main(cfg: DictConfig) -> float:
             if reporter.should_prune():
                 write_result(run_dir, "pruned", value, f"pruned at {step * cfg.batch} samples")
                 return value
-    if not math.isfinite(value):
-        raise FloatingPointError("objective is not finite")
+    if cfg.crash:
+        raise RuntimeError("crashed before writing result.json")
     write_result(run_dir, "completed", value, None)
     return value
 
