@@ -2,8 +2,10 @@
 median pruner and without one, on the tiny model (CPU), for several sampler seeds.
 
     python -m bench.sweep_cost                     # seeds 0 1 2, 12 trials each, both pruner settings
-    python -m bench.sweep_cost --seeds 0 --n-trials 8
+    python -m bench.sweep_cost --seeds 0 --n-trials 20 hydra.sweeper.ablations=null   # sampler trials only
 
+The ablation trials (baseline and each remedy alone) run to the end in both settings, so they cost the
+same with and without the pruner; drop them to see the pruner's effect on the sampled trials alone.
 Per run it prints the samples trained summed over all trials, the best objective, and the samples
 trained until a trial first came within 1% of that run's best; then the ratios pruned / unpruned.
 Everything goes to a temporary project root (or --workdir), never into the repo's outputs.

@@ -166,7 +166,8 @@ class LorasweepSweeperConf:
     custom_search_space: Optional[str] = None
     # name -> {param: value}: run first, each on top of the base config, after a "baseline" trial that
     # changes nothing; a one-change-at-a-time ablation recorded in the user attr "ablation"
-    ablations: Dict[str, Any] = field(default_factory=dict)
+    # (hydra.sweeper.ablations=null: none)
+    ablations: Optional[Dict[str, Any]] = field(default_factory=dict)
     # the ablation is the measurement: its trials report their curves (the pruner learns from them) but
     # run to the end unless this is true
     prune_ablations: bool = False

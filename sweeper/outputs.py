@@ -24,11 +24,14 @@ _STATE_STYLE = {TrialState.COMPLETE: "green", TrialState.PRUNED: "yellow", Trial
 _console = Console(highlight=False)
 
 
-def print_progress(trial: FrozenTrial, finished: int, n_trials: int, best: FrozenTrial | None) -> None:
-    """One line per finished trial: where the study stands, what this trial tried and how it ended."""
+def print_progress(
+    trial: FrozenTrial, changes: list[str], finished: int, n_trials: int, best: FrozenTrial | None
+) -> None:
+    """One line per finished trial: where the study stands, what this trial changed (its overrides
+    beyond the sweep's fixed ones) and how it ended."""
     style = _STATE_STYLE.get(trial.state, "white")
     value = ", ".join(f"{v:.4g}" for v in trial.values) if trial.values else "-"
-    params = " ".join(f"{name}={_short(value)}" for name, value in trial.params.items())
+    params = " ".join(changes)
     ablation = trial.user_attrs.get("ablation")
     line = f"[{finished}/{n_trials}] trial {trial.number} [{style}]{trial.state.name}[/{style}] {value}"
     if ablation:
@@ -40,10 +43,6 @@ def print_progress(trial: FrozenTrial, finished: int, n_trials: int, best: Froze
     if reason and trial.state != TrialState.COMPLETE:
         line += f" | {reason}"
     _console.print(line, soft_wrap=True)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def write_outputs(study: optuna.Study, sweep_dir: str) -> dict[str, Path]:

@@ -235,7 +235,7 @@ class StudyLoop:
                 self._fail_trials_of_dead_processes(study)
                 batch = [] if sampler_finished else self._ask_batch(study, space, extender)
             if batch:
-                sampler_finished = self._launch(study, batch, devices)
+                sampler_finished = self._launch(study, space, batch, devices)
                 self._check_failure_rate(study)
                 continue
             others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -312,7 +312,7 @@ class StudyLoop:
             seed = int(OmegaConf.select(self.config, self.seed_key)) + repeat
             job.append(render_override(self.seed_key, seed))
             run_name += f"-seed{seed}"
-        if "trial" in self.config:
+        if "trial" in self.config and len(self.directions) == 1:  # Optuna prunes single-objective studies only
             prunable = self.prune_ablations or ABLATION_ATTR not in trial.user_attrs
             reporter = {
                 "_target_": REPORTER_TARGET,
@@ -327,9 +327,13 @@ class StudyLoop:
             job += [render_override("logger.group", self.study_name), render_override("logger.run_name", run_name)]
         if device is not None:
             job.append(render_override("cuda_visible_devices", device))
+        # run dirs named after trials: readable, and distinct when two processes share a sweep dir
+        job.append(render_override("hydra.sweep.subdir", run_name))
         return job
 
-    def _launch(self, study: optuna.Study, batch: list[tuple[Trial, list[str]]], devices: list[str] | None) -> bool:
+    def _launch(
+        self, study: optuna.Study, space: SearchSpace, batch: list[tuple[Trial, list[str]]], devices: list[str] | None
+    ) -> bool:
         """Runs one batch and tells Optuna each trial's end; True when the sampler says it is done."""
         jobs = []
         for trial, overrides in batch:
@@ -345,7 +349,7 @@ class StudyLoop:
             raise
         self.job_idx += len(jobs)
         sampler_finished = False
-        for index, (trial, _) in enumerate(batch):
+        for index, (trial, overrides) in enumerate(batch):
             returned = returns[index * self.repeats : (index + 1) * self.repeats]
             outcome = trial_outcome([job_outcome(job, len(self.directions)) for job in returned])
             trial.set_user_attr(RUN_DIRS_ATTR, outcome.run_dirs)
@@ -356,7 +360,9 @@ class StudyLoop:
             sampler_finished |= _tell(study, trial, outcome.state, outcome.values)
             finished = sum(1 for t in self._budget_trials(study) if t.state.is_finished())
             best = best_trials(study) if len(self.directions) == 1 else []
-            print_progress(study.get_trials(deepcopy=False)[trial.number], finished, self.n_trials, best[0] if best else None)
+            changes = overrides[len(space.fixed) :]
+            frozen = study.get_trials(deepcopy=False)[trial.number]
+            print_progress(frozen, changes, finished, self.n_trials, best[0] if best else None)
         return sampler_finished
 
     def _check_composes(self, study: optuna.Study, batch: list[tuple[Trial, list[str]]], jobs: list[list[str]]) -> None:

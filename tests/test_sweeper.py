@@ -179,6 +179,7 @@ def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
     assert ranked["value"].iloc[0] == pytest.approx(study.best_value)
     assert ranked["state"].iloc[0] == "COMPLETE"
 
+    assert [Path(t.user_attrs["run_dirs"][0]).name for t in trials] == [f"trial-{n}" for n in range(8)]
     for run_dir in [Path(d) for t in trials for d in t.user_attrs["run_dirs"]]:
         overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
         assert "sqlite" not in overrides and "logger.group=lorasweep" in overrides
@@ -188,6 +189,15 @@ def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert f"x={study.best_params['x']}" in best
+
+
+def test_a_multi_objective_study_writes_its_pareto_front(tmp_path):
+    sweep(tmp_path, "x=interval(0.0, 1.0)", "y=range(0, 3)", "two_objectives=true", "hydra.sweeper.n_trials=4",
+          "hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/sampler=nsgaii")
+    study = load(tmp_path)
+    assert all(t.state == TrialState.COMPLETE and len(t.values) == 2 for t in study.get_trials())
+    results = yaml.safe_load((sweep_dir(tmp_path) / "optimization_results.yaml").read_text())
+    assert sorted(s["values"] for s in results["solutions"]) == sorted(t.values for t in study.best_trials)
 
 
 def test_ablation_trials_run_first_each_on_top_of_the_baseline(tmp_path):

@@ -4,7 +4,8 @@ It keeps train.py's side of the contract (docs/run_dir.md): builds the reporter 
 decreasing curve at steps counted in samples, stops when told to prune, and writes result.json with
 status completed / pruned / failed. Its curve falls linearly to (x - 0.3)^2 + shape offset + y/10 at
 the last step, so tests know every value. `nan_above` turns the objective into NaN (a diverged run); `sleep_s` slows each step so a
-test can kill the sweep while a trial runs; `crash` raises before result.json is written.
+test can kill the sweep while a trial runs; `crash` raises before result.json is written;
+`two_objectives` returns [objective, y] for a multi-objective study.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def write_result(run_dir: Path, status: str, objective: float | None, reason: st
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | list[float]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     reporter = hydra.utils.instantiate(cfg.trial) if cfg.get("trial") else None
     final = (cfg.x - 0.3) ** 2 + cfg.shape.offset + cfg.y / 10
@@ -41,7 +42,7 @@ def main(cfg: DictConfig) -> float:
     if cfg.crash:
         raise RuntimeError("crashed before writing result.json")
     write_result(run_dir, "completed", value, None)
-    return value
+    return [value, float(cfg.y)] if cfg.two_objectives else value
 
 
 if __name__ == "__main__":
