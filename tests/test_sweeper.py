@@ -25,6 +25,8 @@ from sweeper.devices import plan_devices
 from sweeper.search_space import SearchSpaceError, build_search_space
 from sweeper.storage import mask_password
 
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's retry helpers
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "tests" / "sweeper_app" / "app.py"
 SAMPLERS = ["tpe", "random", "cmaes", "gp", "nsgaii", "grid"]
@@ -255,7 +257,7 @@ def test_repeats_run_each_parameter_set_with_several_seeds(tmp_path):
 
 
 def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_path):
-    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=4", "sleep_s=0.25")
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=4", "sleep_s=0.25", "hydra/sweeper/pruner=none")
     process = sweep(tmp_path, *command, wait=False)
     deadline = time.monotonic() + 120
     killed_number = None
@@ -288,7 +290,8 @@ def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_pat
 @pytest.mark.parametrize("backend", ["sqlite", "journal"])
 def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backend):
     storage = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else f"journal:{tmp_path}/shared.log"
-    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.15", "hydra.sweeper.study_name=shared")
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.15", "hydra.sweeper.study_name=shared",
+               "hydra/sweeper/pruner=none")
     first = sweep(tmp_path, *command, storage=storage, wait=False)
     second = sweep(tmp_path, *command, storage=storage, wait=False)
     for process in (first, second):
