@@ -119,6 +119,7 @@ class StudyLoop:
                 "hydra.sweeper.params, or choose a ready search space: sweep=notes"
             )
         self._check_seed_key(space)
+        self._check_space_composes(space)
         devices = plan_devices(
             str(self.config.hydra.launcher._target_), visible_gpus(self.gpus), self.n_jobs * self.repeats
         )
@@ -271,7 +272,7 @@ class StudyLoop:
         # the trial belongs to another (dead) process: write through the storage, not a Trial object,
         # whose construction would run the sampler's before_trial
         study._storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
-        study.tell(trial.number, state=TrialState.FAIL)
+        _tell(study, trial.number, TrialState.FAIL, None)
         RetryFailedTrialCallback()(study, study.get_trials(deepcopy=False)[trial.number])
 
     def _ask_batch(
@@ -340,7 +341,6 @@ class StudyLoop:
             for repeat in range(self.repeats):
                 device = devices[len(jobs)] if devices else None
                 jobs.append(self._job_overrides(trial, overrides, repeat, device))
-        self._check_composes(study, batch, jobs)
         try:
             returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
         except KeyboardInterrupt:
@@ -365,19 +365,23 @@ class StudyLoop:
             print_progress(frozen, changes, finished, self.n_trials, best[0] if best else None)
         return sampler_finished
 
-    def _check_composes(self, study: optuna.Study, batch: list[tuple[Trial, list[str]]], jobs: list[list[str]]) -> None:
-        """Composes each job's config here first: a bad key fails the sweep now, not in every job."""
-        for overrides in jobs:
+    def _check_space_composes(self, space: SearchSpace) -> None:
+        """Composes the config with the fixed overrides and each parameter at its bounds (every choice of
+        a categorical, one at a time), so a wrong key or group option fails now, before the study is
+        touched, rather than in every trial."""
+        base = {name: _probe_values(distribution)[0] for name, distribution in space.distributions.items()}
+        probes = [base] + [
+            {**base, name: value}
+            for name, distribution in space.distributions.items()
+            for value in _probe_values(distribution)[1:]
+        ]
+        for probe in probes:
+            overrides = space.fixed + [render_override(name, value) for name, value in probe.items()]
             try:
-                self.hydra_context.config_loader.load_sweep_config(
-                    master_config=self.config, sweep_overrides=list(overrides)
-                )
+                self.hydra_context.config_loader.load_sweep_config(master_config=self.config, sweep_overrides=overrides)
             except HydraException as error:
-                for trial, _ in batch:
-                    trial.set_user_attr(REASON_ATTR, f"config does not compose: {error}")
-                    study.tell(trial, state=TrialState.FAIL)
                 raise SearchSpaceError(
-                    f"a trial's overrides do not compose with the config: {error}\n  overrides: {overrides}\n"
+                    f"the search space's overrides do not compose with the config: {error}\n  overrides: {overrides}\n"
                     f"Check the keys in hydra.sweeper.params (group choices are written `scheduler: choice(...)`, "
                     f"values `optimizer.lr: ...`)"
                 ) from None
@@ -402,7 +406,13 @@ def _suggest_one(trial: Trial, name: str, distribution: BaseDistribution) -> Non
         trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
 
 
-def _tell(study: optuna.Study, trial: Trial, state: TrialState, values: list[float] | None) -> bool:
+def _probe_values(distribution: BaseDistribution) -> list[Any]:
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    return [distribution.low, distribution.high]
+
+
+def _tell(study: optuna.Study, trial: Trial | int, state: TrialState, values: list[float] | None) -> bool:
     """study.tell; True when the sampler asks the study to stop (GridSampler, grid exhausted), which
     Optuna signals by calling Study.stop(), an error outside Study.optimize (the state is saved first)."""
     try:
