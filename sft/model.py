@@ -83,15 +83,20 @@ def load_tokenizer(model_cfg: Any, cache_dir: str | Path) -> Any:
     return tokenizer
 
 
-def load_model(model_cfg: Any, lora_cfg: Any, precision: str, cache_dir: str | Path, gradient_checkpointing: bool) -> Any:
-    """The base model in its compute dtype with LoRA adapters; trainable (LoRA) weights kept in fp32."""
+def load_model(
+    model_cfg: Any, lora_cfg: Any, precision: str, cache_dir: str | Path, gradient_checkpointing: bool, attn_implementation: str = "auto"
+) -> Any:
+    """The base model in its compute dtype with LoRA adapters; trainable (LoRA) weights kept in fp32.
+
+    attn_implementation: "auto" (transformers' choice) or a name, e.g. the padding-free one that
+    sft.batching chose."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     path = local_path(model_cfg.name_or_path, cache_dir, model_cfg.revision)
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(model_cfg.dtype, precision), "trust_remote_code": model_cfg.trust_remote_code}
-    if model_cfg.attn_implementation != "auto":
-        kwargs["attn_implementation"] = model_cfg.attn_implementation
+    if attn_implementation != "auto":
+        kwargs["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForCausalLM.from_pretrained(path, revision=model_cfg.revision, **kwargs)
     except OSError as error:

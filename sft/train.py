@@ -51,7 +51,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     import transformers
     from transformers.trainer_callback import PrinterCallback
 
-    from sft.collate import PaddedCollator
+    from sft.batching import batching_for
     from sft.data import prepare_datasets
     from sft.model import load_model, load_tokenizer, resolve_precision
     from sft.trainer import SFTTrainer
@@ -65,9 +65,10 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     tokenizer = load_tokenizer(cfg.model, cache_dir)
     data = prepare_datasets(cfg.task, tokenizer, cache_dir, seed=int(cfg.trainer.seed), num_proc=os.cpu_count())
     log.info("data: %s", data.counts)
-    model = load_model(cfg.model, cfg.lora, precision, cache_dir, bool(cfg.trainer.gradient_checkpointing))
+    batching = batching_for(cfg.trainer, cfg.model.attn_implementation, tokenizer.pad_token_id, data.train, int(cfg.task.cutoff_len))
+    model = load_model(cfg.model, cfg.lora, precision, cache_dir, bool(cfg.trainer.gradient_checkpointing), batching.attn_implementation)
 
-    budget = plan_budget(cfg.trainer, len(data.train))
+    budget = plan_budget(cfg.trainer, len(data.train), batching.samples_per_row)
     unit = cfg.smoothing.unit
     planned = budget["samples"] if unit == "samples" else budget["samples"] * mean_length(data.train)
     time_constant = float(cfg.smoothing.time_constant or default_time_constant(planned))
@@ -78,9 +79,9 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=data.train,
+        train_dataset=batching.train,
         eval_dataset=data.eval,
-        data_collator=PaddedCollator(tokenizer.pad_token_id),
+        data_collator=batching.collator,
         processing_class=tokenizer,
         callbacks=[counter, run_log, RichProgressCallback(f"{cfg.name}")],
         counter=counter,
@@ -127,17 +128,19 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     return result
 
 
-def plan_budget(trainer_cfg: Any, train_rows: int) -> dict[str, int]:
+def plan_budget(trainer_cfg: Any, train_samples: int, samples_per_row: float = 1.0) -> dict[str, int]:
     """Optimizer steps and samples the run will see. A budget in samples wins (fair across batch
-    sizes: each trial of a sweep sees the same data), then max_steps, then epochs."""
-    per_step = int(trainer_cfg.per_device_batch_size) * int(trainer_cfg.gradient_accumulation_steps) * world_size()
+    sizes: each trial of a sweep sees the same data), then max_steps, then epochs. With packing a row
+    holds samples_per_row samples on average."""
+    rows_per_step = int(trainer_cfg.per_device_batch_size) * int(trainer_cfg.gradient_accumulation_steps) * world_size()
+    per_step = max(1, round(rows_per_step * samples_per_row))
     if int(trainer_cfg.max_samples_seen) > 0:
         steps = math.ceil(int(trainer_cfg.max_samples_seen) / per_step)
         return {"steps": steps, "samples": steps * per_step}
     if int(trainer_cfg.max_steps) > 0:
         return {"steps": int(trainer_cfg.max_steps), "samples": int(trainer_cfg.max_steps) * per_step}
-    steps = math.ceil(float(trainer_cfg.epochs) * math.ceil(train_rows / per_step))
-    return {"steps": steps, "samples": round(float(trainer_cfg.epochs) * train_rows)}
+    steps = math.ceil(float(trainer_cfg.epochs) * math.ceil(train_samples / per_step))
+    return {"steps": steps, "samples": round(float(trainer_cfg.epochs) * train_samples)}
 
 
 def world_size() -> int:

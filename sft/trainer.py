@@ -8,8 +8,7 @@ import torch
 from transformers import Trainer
 
 from sft.callbacks import SeenCounter
-
-SAMPLE_COUNT_KEY = "sample_count"  # set by collators whose rows hold several samples (padding-free, packing)
+from sft.collate import SAMPLE_COUNT_KEY
 
 
 def count_batch(inputs: dict[str, Any]) -> tuple[int, int]:

@@ -195,7 +195,8 @@ def test_bad_input_gives_a_clear_error(tmp_path, qwen_tokenizer, setup, override
 
 
 def test_rows_left_without_labels_are_dropped_or_kept_by_option(tmp_path, qwen_tokenizer):
-    long_question = {"instruction": " ".join(["long"] * 300), "output": "A", "system": "S"}
+    # both parts long (2T >= C, 2S >= C): max_T = int(60 * T / (S + T)) = 0 for T ~ 40, S ~ 4000
+    long_question = {"instruction": " ".join(["long"] * 4000), "output": " ".join(["word"] * 40), "system": "S"}
     write_dataset(tmp_path, "a", [long_question, {"instruction": "Q", "output": "A", "system": "S"}])
     dropped = prepare(tmp_path, qwen_tokenizer, "a", cutoff_len=60)
     kept = prepare(tmp_path, qwen_tokenizer, "a", cutoff_len=60, keep_rows_without_labels=True)
@@ -205,7 +206,7 @@ def test_rows_left_without_labels_are_dropped_or_kept_by_option(tmp_path, qwen_t
 
 
 def test_all_labels_masked_after_cutoff_is_an_error(tmp_path, qwen_tokenizer):
-    write_dataset(tmp_path, "a", [{"instruction": " ".join(["long"] * 300), "output": "A", "system": "S"}])
+    write_dataset(tmp_path, "a", [{"instruction": " ".join(["long"] * 4000), "output": " ".join(["word"] * 40), "system": "S"}])
     for keep in (False, True):
         with pytest.raises(DataError, match="no usable training rows.*cutoff_len=60"):
             prepare(tmp_path, qwen_tokenizer, "a", cutoff_len=60, keep_rows_without_labels=keep)

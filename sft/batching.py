@@ -1,0 +1,43 @@
+"""How a run's samples become batches: padded (LLaMA-Factory's default), padding-free (the samples of
+a batch end to end in one row, no pad token computed, each sample attending only to itself), or packed
+(LLaMA-Factory's `packing`: rows of several samples up to cutoff_len, also kept apart).
+
+Padding-free is exact (same loss as padded, every sample's logits as if run alone; tests/test_collate.py)
+so it is on by default; it needs an attention that reads the sample boundaries, chosen here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+
+from sft.attention import PADDING_FREE_CHOICES, padding_free_attention
+from sft.collate import PaddedCollator, PaddingFreeCollator, pack_examples
+from sft.errors import ConfigError
+
+
+@dataclass
+class Batching:
+    collator: Any
+    train: datasets.Dataset
+    attn_implementation: str  # what the model is loaded with ("auto" = transformers' choice)
+    samples_per_row: float  # > 1 with packing
+
+
+def batching_for(trainer_cfg: Any, attn_implementation: str, pad_token_id: int, train: datasets.Dataset, cutoff_len: int) -> Batching:
+    packing = bool(trainer_cfg.packing)
+    if not (packing or bool(trainer_cfg.padding_free)):
+        return Batching(PaddedCollator(pad_token_id), train, attn_implementation, 1.0)
+    if attn_implementation not in PADDING_FREE_CHOICES:
+        raise ConfigError(
+            f"model.attn_implementation={attn_implementation} cannot keep the samples of a padding-free or "
+            f"packed batch apart; use one of {', '.join(PADDING_FREE_CHOICES)} or set trainer.padding_free=false "
+            "and trainer.packing=false"
+        )
+    attention = padding_free_attention(attn_implementation)
+    collator = PaddingFreeCollator(dense_mask=attention == "sdpa")
+    if not packing:
+        return Batching(collator, train, attention, 1.0)
+    rows = pack_examples([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in train], cutoff_len)
+    return Batching(collator, datasets.Dataset.from_list(rows), attention, len(train) / len(rows))
