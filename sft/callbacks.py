@@ -85,6 +85,7 @@ class RunLogCallback(TrainerCallback):
         self.records: list[dict] = []
         self.session_start = time.time()
         self.train_logs = 0
+        self.first_step_at: float | None = None
 
     def load_previous(self, up_to_step: int) -> None:
         """Keep the lines of an earlier session up to the checkpoint being resumed, drop the rest."""
@@ -99,6 +100,10 @@ class RunLogCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.session_start = time.time()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
 
     def on_save(self, args, state, control, **kwargs):
         self.counter.elapsed_before = self.elapsed()

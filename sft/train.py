@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     from sft.model import load_model, load_tokenizer, resolve_precision
     from sft.trainer import SFTTrainer
 
+    started = time.time()
     check_config(cfg)
     datasets.disable_progress_bars()
     (run_dir / "result.json").unlink(missing_ok=True)
@@ -120,6 +122,9 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
         "last_log": last,
         "counts": data.counts,
         "elapsed": run_log.elapsed(),
+        # from the recipe's start (config checked, modules imported) to the first optimizer step: the
+        # overhead each trial of an in-process sweep pays before it trains
+        "start_to_first_step": run_log.first_step_at - started if run_log.first_step_at else None,
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     write_result(run_dir, result)
