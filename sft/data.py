@@ -80,8 +80,10 @@ def load_raw(attr: DatasetAttr, dataset_dir: str | Path, max_samples: int | None
     if attr.source == "file":
         dataset = _load_file(attr, Path(dataset_dir), encoding or attr.encoding)
     elif attr.source == "ms_hub":
-        from modelscope import MsDataset  # optional extra: pip install ".[modelscope]"
-
+        try:
+            from modelscope import MsDataset
+        except ImportError as error:
+            raise DataError(f"dataset {attr.name!r} is on ModelScope (USE_MODELSCOPE_HUB=1): pip install -e \".[modelscope]\"") from error
         dataset = MsDataset.load(attr.location, subset_name=attr.subset, split=attr.split).to_hf_dataset()
     else:
         dataset = datasets.load_dataset(attr.location, name=attr.subset, split=attr.split)

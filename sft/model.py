@@ -55,7 +55,10 @@ def local_path(name_or_path: str, cache_dir: str | Path, revision: str | None = 
     if Path(name_or_path).exists():
         return name_or_path
     if os.environ.get("USE_MODELSCOPE_HUB", "0").lower() in ("1", "true"):
-        from modelscope import snapshot_download  # optional extra: pip install ".[modelscope]"
+        try:
+            from modelscope import snapshot_download
+        except ImportError as error:
+            raise ConfigError(f"USE_MODELSCOPE_HUB=1 needs the modelscope package: pip install -e \".[modelscope]\" (model {name_or_path!r})") from error
 
         return snapshot_download(name_or_path, revision=revision or "master")
     return name_or_path

@@ -2,6 +2,7 @@
 through the public data entry point, with Qwen2.5's real vocabulary rebuilt offline."""
 import csv
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -210,3 +211,19 @@ def test_all_labels_masked_after_cutoff_is_an_error(tmp_path, qwen_tokenizer):
     for keep in (False, True):
         with pytest.raises(DataError, match="no usable training rows.*cutoff_len=60"):
             prepare(tmp_path, qwen_tokenizer, "a", cutoff_len=60, keep_rows_without_labels=keep)
+
+
+def test_hub_entries_load_through_datasets_and_modelscope_is_named_when_missing(tmp_path, qwen_tokenizer, monkeypatch):
+    hub_copy = tmp_path / "hub_copy"
+    hub_copy.mkdir()
+    (hub_copy / "train.json").write_text(json.dumps([{"instruction": "Q", "output": "A"}]))
+    (tmp_path / "dataset_info.json").write_text(json.dumps({
+        "from_hub": {"hf_hub_url": str(hub_copy)},  # datasets.load_dataset reads a local copy of a hub repo alike
+        "from_modelscope": {"ms_hub_url": "someone/yiliao", "hf_hub_url": str(hub_copy)},
+    }))
+    assert len(prepare(tmp_path, qwen_tokenizer, "from_hub").train) == 1
+    assert len(prepare(tmp_path, qwen_tokenizer, "from_modelscope").train) == 1  # HF unless USE_MODELSCOPE_HUB=1
+    monkeypatch.setenv("USE_MODELSCOPE_HUB", "1")
+    monkeypatch.setitem(sys.modules, "modelscope", None)
+    with pytest.raises(DataError, match="on ModelScope.*modelscope"):
+        prepare(tmp_path, qwen_tokenizer, "from_modelscope")
