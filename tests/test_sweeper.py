@@ -155,6 +155,17 @@ def test_every_pruner_config_instantiates_optunas_own_class(pruner):
                       optuna.pruners.BasePruner)
 
 
+@pytest.mark.parametrize("sweep_config", ["notes", "notes_quickstart"])
+@pytest.mark.parametrize("pruner", PRUNERS)
+def test_the_notes_search_spaces_compose_with_every_pruner_and_parse(sweep_config, pruner):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"sweep={sweep_config}", f"hydra/sweeper/pruner={pruner}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    space = build_search_space(OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True), [])
+    assert {"trainer.per_device_batch_size", "optimizer.lr", "scheduler"} <= set(space.distributions)
+
+
 # --- a sweep and its outputs ---------------------------------------------------------------------------
 
 
