@@ -8,6 +8,7 @@ after a crash, only runs what is missing. Trials whose process died do not count
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
@@ -45,6 +46,7 @@ SEEDS_VALUES_ATTR = "values_per_seed"  # user attr: each repeat's value
 UNIT_ATTR = "unit"  # study user attr: what intermediate steps count (samples or tokens), for analysis
 ABLATIONS_ENQUEUED_ATTR = "ablations_enqueued"  # study user attr: the ablation was queued once
 REPORTER_TARGET = "sweeper.reporter.TrialReporter"
+SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes", "GPSampler": "scipy"}  # imported by Optuna only when sampling
 WAIT_FOR_OTHERS_S = 2.0  # poll interval while other processes finish the study's last trials
 
 
@@ -165,6 +167,13 @@ class StudyLoop:
 
     def _open_study(self, url: str, space: SearchSpace) -> optuna.Study:
         sampler_conf = OmegaConf.to_container(self.sampler_conf, resolve=True)
+        sampler_class = sampler_conf["_target_"].rsplit(".", 1)[-1]
+        package = SAMPLER_PACKAGES.get(sampler_class)
+        if package is not None and importlib.util.find_spec(package) is None:
+            raise ValueError(
+                f"{sampler_class} needs the `{package}` package, which is not installed: pip install {package} "
+                f"(or pip install -e '.[samplers]'), or choose another hydra/sweeper/sampler"
+            )
         if sampler_conf["_target_"].endswith("GridSampler") and not sampler_conf.get("search_space"):
             sampler_conf["search_space"] = space.grid()
         sampler = instantiate(sampler_conf)
