@@ -87,6 +87,7 @@ def test_wandb_offline_run_from_hf_trainer_is_read_back(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_PROJECT", "analysis-test")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb.teardown()  # wandb keeps settings read from the environment of an earlier in-process run
     torch.manual_seed(0)
     config = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                          num_key_value_heads=1, vocab_size=100, max_position_embeddings=64)
