@@ -72,7 +72,9 @@ def open_storage(url: str) -> BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith("sqlite") else None
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
+        # two sweep processes starting at once would both create the schema (alembic_version UNIQUE error)
+        with storage_lock(url):
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
     except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as error:
         raise ValueError(
             f"cannot open the Optuna storage {mask_password(url)}: {error}. Give hydra.sweeper.storage as "
