@@ -31,7 +31,7 @@ PRETRAIN_LR = 3e-3
 
 
 def ensure_tiny_model(cache_dir: str | Path) -> Path:
-    """The dir of the tiny model and its tokenizer (`<cache_dir>/models/tiny-qwen2-v1`), built on first use.
+    """The dir of the tiny model and its tokenizer (`<cache_dir>/models/<TINY_MODEL_NAME>`), built on first use.
 
     Loads with `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`. Bump the
     version in TINY_MODEL_NAME whenever the recipe below changes, so old caches are not reused.

@@ -26,7 +26,7 @@ from sft.qwen_vocab import (
     ensure_qwen2_tokenizer,
     qwen_tiktoken_path,
 )
-from sft.tiny_model import demo_texts
+from sft.tiny_model import TINY_MODEL_NAME, demo_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 CHINESE = "患者您好，根据您描述的症状，建议先测量血压，再到医院心内科就诊。"
@@ -79,7 +79,7 @@ def test_concurrent_builds_agree_and_match_an_earlier_build(tiny_model_dir: Path
     results = [process.communicate(timeout=120) for process in processes]
     for process, (_stdout, stderr) in zip(processes, results):
         assert process.returncode == 0, stderr
-    built_dir = tmp_path / "models" / "tiny-qwen2-v1"
+    built_dir = tmp_path / "models" / TINY_MODEL_NAME
     assert [stdout.strip() for stdout, _stderr in results] == [str(built_dir)] * 2
     assert [path.name for path in (tmp_path / "models").iterdir()] == [built_dir.name]
     for path in tiny_model_dir.iterdir():
