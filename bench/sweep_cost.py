@@ -31,7 +31,6 @@ from rich.table import Table
 from sweeper.study_loop import RUN_DIRS_ATTR
 
 ROOT = Path(__file__).resolve().parents[1]
-PRUNERS = ("median", "none")
 WITHIN = 0.01  # "reached the best" = within 1% of it
 
 
@@ -101,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampler seeds")
     parser.add_argument("--n-trials", type=int, default=12)
+    parser.add_argument("--pruner", default="median", help="the pruner compared with none (median, successive_halving, hyperband, patient)")
     parser.add_argument("--workdir", type=Path, help="project root for studies and run dirs (default: a temp dir)")
     parser.add_argument("--cache", type=Path, help="LORASWEEP_CACHE (tiny model, tokenized data); default: in workdir")
     parser.add_argument("overrides", nargs="*", help="more train.py overrides, e.g. trainer.max_samples_seen=640")
@@ -113,11 +113,11 @@ def main() -> None:
         table.add_column(column, justify="right")
     ratios = []
     for seed in args.seeds:
-        costs = {pruner: run_study(workdir, cache, pruner, seed, args.n_trials, args.overrides) for pruner in PRUNERS}
+        costs = {pruner: run_study(workdir, cache, pruner, seed, args.n_trials, args.overrides) for pruner in (args.pruner, "none")}
         for cost in costs.values():
             table.add_row(str(seed), cost.pruner, str(cost.samples), show(cost.best, ".4f"), str(cost.samples_to_best),
                           str(cost.pruned), f"{cost.wall_s:.0f}")
-        with_pruner, without = costs["median"], costs["none"]
+        with_pruner, without = costs[args.pruner], costs["none"]
         ratios.append((ratio(with_pruner.samples, without.samples),
                        ratio(with_pruner.samples_to_best, without.samples_to_best),
                        ratio(with_pruner.best, without.best)))
