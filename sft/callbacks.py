@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from analysis.records import read_jsonl
 from analysis.smoothing import objective_from_metrics
 
 
@@ -89,9 +90,9 @@ class RunLogCallback(TrainerCallback):
 
     def load_previous(self, up_to_step: int) -> None:
         """Keep the lines of an earlier session up to the checkpoint being resumed, drop the rest."""
-        self.records = [r for r in read_jsonl(self.metrics_path) if r["step"] <= up_to_step]
+        self.records = [r for r in read_log(self.metrics_path) if r["step"] <= up_to_step]
         self.train_logs = sum(1 for r in self.records if "loss" in r)
-        trainer_log = [r for r in read_jsonl(self.trainer_log_path) if r["current_steps"] <= up_to_step]
+        trainer_log = [r for r in read_log(self.trainer_log_path) if r["current_steps"] <= up_to_step]
         write_jsonl(self.metrics_path, self.records)
         write_jsonl(self.trainer_log_path, trainer_log)
 
@@ -206,10 +207,9 @@ class RichProgressCallback(TrainerCallback):
             self.progress = None
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def read_log(path: Path) -> list[dict]:
+    """The lines of an earlier session's log; a line cut off by a killed process is skipped."""
+    return read_jsonl(path)[0] if path.is_file() else []
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:

@@ -13,6 +13,8 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ PREPROCESS_VERSION = 1  # bump when the encoding rules change, so old caches are
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 SPECIAL_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 NO_LABELS = "no trainable label after cutoff"
+LARGE_DATASET_ROWS = 10_000  # from here tokenizing takes seconds: use every core and show a progress bar
 
 
 @dataclass
@@ -147,18 +150,20 @@ def cached_tokenize(
         return datasets.load_from_disk(str(cache_path / "data"))
     parts = []
     for attr, raw in zip(attrs, raw_sets):
-        parts.append(
-            raw.map(
-                tokenize_batch,
-                batched=True,
-                batch_size=1000,
-                num_proc=num_proc if num_proc and num_proc > 1 and len(raw) >= 10_000 else None,
-                remove_columns=raw.column_names,
-                fn_kwargs={"attr": attr, "tokenizer": tokenizer, "template": template, "system": task.system, "cutoff_len": int(task.cutoff_len)},
-                desc=f"tokenizing {attr.name}",
-                new_fingerprint=f"{cache_path.name}-{attr.name}",
+        large = len(raw) >= LARGE_DATASET_ROWS
+        with progress_bars(large):
+            parts.append(
+                raw.map(
+                    tokenize_batch,
+                    batched=True,
+                    batch_size=1000,
+                    num_proc=num_proc if num_proc and num_proc > 1 and large else None,
+                    remove_columns=raw.column_names,
+                    fn_kwargs={"attr": attr, "tokenizer": tokenizer, "template": template, "system": task.system, "cutoff_len": int(task.cutoff_len)},
+                    desc=f"tokenizing {attr.name}",
+                    new_fingerprint=f"{cache_path.name}-{attr.name}",
+                )
             )
-        )
     tokenized = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_path.parent))
@@ -168,6 +173,18 @@ def cached_tokenize(
     except OSError:  # another trial of the sweep finished the same cache first
         shutil.rmtree(staging, ignore_errors=True)
     return datasets.load_from_disk(str(cache_path / "data"))
+
+
+@contextmanager
+def progress_bars(show: bool) -> Iterator[None]:
+    """datasets' progress bars on for a step long enough to watch, off otherwise (a sweep's small
+    trials would print one bar each), then back as they were."""
+    was_disabled = datasets.utils.are_progress_bars_disabled()
+    (datasets.enable_progress_bars if show else datasets.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (datasets.disable_progress_bars if was_disabled else datasets.enable_progress_bars)()
 
 
 def tokenize_batch(batch: dict[str, list], attr: DatasetAttr, tokenizer: Any, template: Template, system: str | None, cutoff_len: int) -> dict[str, list]:

@@ -93,7 +93,7 @@ def load_model(
 
     attn_implementation: "auto" (transformers' choice) or a name, e.g. the padding-free one that
     sft.batching chose."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
     path = local_path(model_cfg.name_or_path, cache_dir, model_cfg.revision)
@@ -108,15 +108,17 @@ def load_model(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.config.use_cache = False
-    model = get_peft_model(model, lora_config(lora_cfg, LoraConfig))
+    model = get_peft_model(model, lora_config(lora_cfg))
     for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.to(torch.float32)
     return model
 
 
-def lora_config(lora_cfg: Any, config_class: type) -> Any:
+def lora_config(lora_cfg: Any) -> Any:
     """PEFT's LoraConfig from LLaMA-Factory-style settings (`target: all` = every linear but lm_head)."""
+    from peft import LoraConfig
+
     if int(lora_cfg.rank) <= 0:
         raise ConfigError(f"lora.rank={lora_cfg.rank} must be a positive integer")
     if not 0 <= float(lora_cfg.dropout) < 1:
@@ -126,7 +128,7 @@ def lora_config(lora_cfg: Any, config_class: type) -> Any:
         target = "all-linear" if target == "all" else [name.strip() for name in target.split(",")]
     else:
         target = list(target)
-    return config_class(
+    return LoraConfig(
         task_type="CAUSAL_LM",
         r=int(lora_cfg.rank),
         lora_alpha=float(lora_cfg.alpha),

@@ -35,16 +35,13 @@ def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "result.json").unlink(missing_ok=True)  # a resumed run dir may hold an earlier ending
     try:
         return _train(cfg, run_dir, reporter)
     except (ValueError, TrainingFailed) as error:
-        if not (run_dir / "result.json").is_file() or _status(run_dir) != "failed":
+        if not (run_dir / "result.json").is_file():
             write_result(run_dir, {"status": "failed", "reason": str(error), "objective": None, "objective_name": cfg.objective})
         raise
-
-
-def _status(run_dir: Path) -> str | None:
-    return json.loads((run_dir / "result.json").read_text()).get("status")
 
 
 def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[str, Any]:
@@ -60,7 +57,6 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     started = time.time()
     check_config(cfg)
     datasets.disable_progress_bars()
-    (run_dir / "result.json").unlink(missing_ok=True)
     transformers.set_seed(int(cfg.trainer.seed))
     precision = resolve_precision(cfg.trainer.precision)
     cache_dir = cfg.paths.cache_dir

@@ -80,6 +80,8 @@ def test_same_seed_same_curve_and_resume_continues_with_the_same_data(tmp_path, 
     # stop "second" after its step-10 checkpoint, then resume it
     shutil.rmtree(second / "checkpoint-20")
     (second / "result.json").unlink()
+    with (second / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 21, "samp')  # a line cut off when the process was killed
     run_train([*TINY, "trainer.max_steps=20", f"hydra.run.dir={second}", "trainer.resume=true"], tmp_path, cache_dir)
     resumed = read_jsonl(second / "metrics.jsonl")
     uninterrupted = read_jsonl(first / "metrics.jsonl")
