@@ -10,8 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sft.build_once import build_once
 from sft.errors import ConfigError, DataError
 from sft.formats import DatasetAttr, convert_row, dataset_attr, load_dataset_info, required_columns
 from sft.template import IGNORE_INDEX, Template, build_supervised_example, get_template, turn_elements
@@ -145,9 +144,26 @@ def cached_tokenize(
     cache_path: Path,
     num_proc: int | None,
 ) -> datasets.Dataset:
-    if (cache_path / "data").is_dir():
+    """The tokenized set from `cache_path`, tokenized and saved there first if absent. Parallel trials of a
+    sweep asking for the same set wait for one of them to tokenize it rather than all tokenizing at once."""
+    def tokenize_into(staging: Path) -> None:
+        tokenize_sets(raw_sets, attrs, tokenizer, template, task, cache_path.name, num_proc).save_to_disk(str(staging / "data"))
+
+    if cache_path.is_dir():
         log.info("tokenized data from cache %s", cache_path)
-        return datasets.load_from_disk(str(cache_path / "data"))
+    build_once(cache_path, tokenize_into)
+    return datasets.load_from_disk(str(cache_path / "data"))
+
+
+def tokenize_sets(
+    raw_sets: list[datasets.Dataset],
+    attrs: list[DatasetAttr],
+    tokenizer: Any,
+    template: Template,
+    task: Any,
+    fingerprint: str,
+    num_proc: int | None,
+) -> datasets.Dataset:
     parts = []
     for attr, raw in zip(attrs, raw_sets):
         large = len(raw) >= LARGE_DATASET_ROWS
@@ -161,18 +177,10 @@ def cached_tokenize(
                     remove_columns=raw.column_names,
                     fn_kwargs={"attr": attr, "tokenizer": tokenizer, "template": template, "system": task.system, "cutoff_len": int(task.cutoff_len)},
                     desc=f"tokenizing {attr.name}",
-                    new_fingerprint=f"{cache_path.name}-{attr.name}",
+                    new_fingerprint=f"{fingerprint}-{attr.name}",
                 )
             )
-    tokenized = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_path.parent))
-    tokenized.save_to_disk(str(staging / "data"))
-    try:
-        os.replace(staging, cache_path)
-    except OSError:  # another trial of the sweep finished the same cache first
-        shutil.rmtree(staging, ignore_errors=True)
-    return datasets.load_from_disk(str(cache_path / "data"))
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
 @contextmanager

@@ -9,12 +9,9 @@ one works with the other.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
+from sft.build_once import build_once
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 
 QWEN2_PATTERN = (
@@ -161,28 +158,6 @@ def save_as_qwen25(tokenizer: Tokenizer, directory: Path, model_max_length: int)
         split_special_tokens=False,
     )
     fast.save_pretrained(directory)
-
-
-def build_once(target: Path, build: Callable[[Path], None]) -> Path:
-    """Return `target`, building it first if absent; safe when several processes race to build it.
-
-    Parallel sweep trials all ask for the same cached artefact. Each builds into its own temporary dir
-    beside the target and renames it into place; rename of a dir is atomic and fails if the target
-    already exists, so a reader sees either nothing or a complete build, and a loser discards its copy.
-    """
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        build(scratch)
-        os.rename(scratch, target)
-    except OSError:
-        if not target.is_dir():
-            raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return target
 
 
 def ensure_qwen2_tokenizer(cache_dir: str | Path) -> Path:

@@ -17,7 +17,8 @@ from typing import Any
 
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from sft.qwen_vocab import QWEN25_ADDED_TOKENS, add_qwen25_tokens, build_once, save_as_qwen25, set_qwen2_pipeline
+from sft.build_once import build_once
+from sft.qwen_vocab import QWEN25_ADDED_TOKENS, add_qwen25_tokens, save_as_qwen25, set_qwen2_pipeline
 
 TINY_MODEL_NAME = "tiny-qwen2-v2"
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"

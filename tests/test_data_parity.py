@@ -3,6 +3,7 @@ through the public data entry point, with Qwen2.5's real vocabulary rebuilt offl
 import csv
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -166,13 +167,16 @@ def test_parquet_and_gb18030_csv(tmp_path, qwen_tokenizer):
 
 def test_loaded_again_from_the_cache(tmp_path, qwen_tokenizer):
     write_dataset(tmp_path, "a", [{"instruction": "Q", "output": "A"}])
+    def cache_dirs() -> list[Path]:
+        return sorted(path for path in (tmp_path / "cache" / "tokenized").iterdir() if path.is_dir())
+
     first = prepare(tmp_path, qwen_tokenizer, "a")
-    cached = list((tmp_path / "cache" / "tokenized").iterdir())
+    cached = cache_dirs()
     second = prepare(tmp_path, qwen_tokenizer, "a")
-    assert len(cached) == 1 and list((tmp_path / "cache" / "tokenized").iterdir()) == cached
+    assert len(cached) == 1 and cache_dirs() == cached
     assert first.train[0] == second.train[0] and first.counts == second.counts
     prepare(tmp_path, qwen_tokenizer, "a", cutoff_len=512)
-    assert len(list((tmp_path / "cache" / "tokenized").iterdir())) == 2
+    assert len(cache_dirs()) == 2
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def wandb_summary(run_dir: Path) -> dict:
     """What W&B recorded for an offline run, read with wandb's own reader (offline dirs hold no config.yaml)."""
     inspected = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
-                               capture_output=True, text=True, timeout=120, check=True)
+                               capture_output=True, text=True, timeout=300, check=True)
     return json.loads(inspected.stdout)
 
 

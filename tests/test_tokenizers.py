@@ -67,8 +67,8 @@ def test_tiny_model_loads_and_gives_a_finite_loss(tiny_model_dir: Path, tiny_tok
 
 
 def test_concurrent_builds_agree_and_match_an_earlier_build(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """Two processes racing on an empty cache both get the same complete dir, byte-identical to the
-    session's own build (so builds are deterministic too)."""
+    """Two processes racing on an empty cache both get the same complete dir (one builds, the other waits
+    on the lock), byte-identical to the session's own build (so builds are deterministic too)."""
     code = "import sys; from sft.tiny_model import ensure_tiny_model; print(ensure_tiny_model(sys.argv[1]))"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [
@@ -76,27 +76,37 @@ def test_concurrent_builds_agree_and_match_an_earlier_build(tiny_model_dir: Path
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    results = [process.communicate(timeout=120) for process in processes]
+    results = [process.communicate(timeout=600) for process in processes]
     for process, (_stdout, stderr) in zip(processes, results):
         assert process.returncode == 0, stderr
     built_dir = tmp_path / "models" / TINY_MODEL_NAME
     assert [stdout.strip() for stdout, _stderr in results] == [str(built_dir)] * 2
-    assert [path.name for path in (tmp_path / "models").iterdir()] == [built_dir.name]
+    assert sorted(path.name for path in (tmp_path / "models").iterdir()) == [f".{built_dir.name}.lock", built_dir.name]
     for path in tiny_model_dir.iterdir():
         assert (built_dir / path.name).read_bytes() == path.read_bytes(), f"{path.name} differs between builds"
 
 
-def test_build_once_keeps_the_first_finished_build(tmp_path: Path) -> None:
-    """The loser of a race discards its own build and returns the winner's."""
+def test_build_once_builds_once_and_a_failed_build_leaves_nothing(tmp_path: Path) -> None:
+    """A build that raises leaves neither a target nor a scratch dir, so the next call builds afresh;
+    once built, the target is returned without building again."""
     target = tmp_path / "artefact"
+    builds: list[str] = []
 
-    def losing_build(scratch: Path) -> None:
-        (scratch / "owner").write_text("loser")
-        build_once(target, lambda winner: (winner / "owner").write_text("winner"))
+    def failing_build(scratch: Path) -> None:
+        (scratch / "half").write_text("written before the failure")
+        raise RuntimeError("build failed")
 
-    assert build_once(target, losing_build) == target
-    assert (target / "owner").read_text() == "winner"
-    assert [path.name for path in tmp_path.iterdir()] == ["artefact"]
+    def good_build(scratch: Path) -> None:
+        builds.append(scratch.name)
+        (scratch / "owner").write_text("built")
+
+    with pytest.raises(RuntimeError, match="build failed"):
+        build_once(target, failing_build)
+    assert [path.name for path in tmp_path.iterdir()] == [".artefact.lock"]
+    assert build_once(target, good_build) == target
+    assert build_once(target, good_build) == target
+    assert len(builds) == 1 and (target / "owner").read_text() == "built"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".artefact.lock", "artefact"]
 
 
 def test_qwen25_known_ids(qwen_tokenizer) -> None:
@@ -153,4 +163,4 @@ def test_missing_dashscope_names_the_install(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setitem(sys.modules, "dashscope", None)
     with pytest.raises(ModuleNotFoundError, match="pip install dashscope"):
         ensure_qwen2_tokenizer(tmp_path)
-    assert list((tmp_path / "tokenizers").iterdir()) == []
+    assert [path.name for path in (tmp_path / "tokenizers").iterdir()] == [".qwen2.5-v1.lock"]
