@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 from sft.build_once import build_once
 from sft.errors import ConfigError, DataError
 from sft.formats import DatasetAttr, convert_row, dataset_attr, load_dataset_info, required_columns
+from sft.slot_encoder import SlotEncoder
 from sft.template import IGNORE_INDEX, Template, build_supervised_example, get_template, turn_elements
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ PREPROCESS_VERSION = 1  # bump when the encoding rules change, so old caches are
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 SPECIAL_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 NO_LABELS = "no trainable label after cutoff"
+PROBE_ROWS = 200  # each data set's first rows, on which tiktoken must give the HF tokenizer's ids
 LARGE_DATASET_ROWS = 10_000  # from here tokenizing takes seconds: use every core and show a progress bar
 
 
@@ -164,6 +167,9 @@ def tokenize_sets(
     fingerprint: str,
     num_proc: int | None,
 ) -> datasets.Dataset:
+    probe_rows = [raw[:PROBE_ROWS] for raw in raw_sets]
+    probe_texts = [text for attr, rows in zip(attrs, probe_rows) for text in batch_slots(rows, attr, template, task.system)[2]]
+    encoder = SlotEncoder(tokenizer, probe_texts)
     parts = []
     for attr, raw in zip(attrs, raw_sets):
         large = len(raw) >= LARGE_DATASET_ROWS
@@ -175,7 +181,7 @@ def tokenize_sets(
                     batch_size=1000,
                     num_proc=num_proc if num_proc and num_proc > 1 and large else None,
                     remove_columns=raw.column_names,
-                    fn_kwargs={"attr": attr, "tokenizer": tokenizer, "template": template, "system": task.system, "cutoff_len": int(task.cutoff_len)},
+                    fn_kwargs={"attr": attr, "encoder": encoder, "template": template, "system": task.system, "cutoff_len": int(task.cutoff_len)},
                     desc=f"tokenizing {attr.name}",
                     new_fingerprint=f"{fingerprint}-{attr.name}",
                 )
@@ -195,12 +201,13 @@ def progress_bars(show: bool) -> Iterator[None]:
         (datasets.disable_progress_bars if was_disabled else datasets.enable_progress_bars)()
 
 
-def tokenize_batch(batch: dict[str, list], attr: DatasetAttr, tokenizer: Any, template: Template, system: str | None, cutoff_len: int) -> dict[str, list]:
-    """Convert, encode (all slots of the batch in one fast-tokenizer call) and mask a batch of rows."""
+def batch_slots(batch: dict[str, list], attr: DatasetAttr, template: Template, system: str | None) -> tuple[list[Any], list[list[int]], list[str]]:
+    """A batch's rows converted to messages (or a drop reason), how many slots each message has, and the
+    slot strings to encode, in order."""
     rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
     converted = [convert_row(row, attr) for row in rows]
     slots: list[str] = []
-    layout: list[list[int]] = []  # per row: how many slots each message has
+    layout: list[list[int]] = []
     for item in converted:
         if isinstance(item, str):
             layout.append([])
@@ -209,7 +216,13 @@ def tokenize_batch(batch: dict[str, list], attr: DatasetAttr, tokenizer: Any, te
         elements = turn_elements(template, messages, row_system or system)
         layout.append([len(parts) for parts in elements])
         slots += [part for parts in elements for part in parts]
-    encoded = encode_slots(tokenizer, slots)
+    return converted, layout, slots
+
+
+def tokenize_batch(batch: dict[str, list], attr: DatasetAttr, encoder: SlotEncoder, template: Template, system: str | None, cutoff_len: int) -> dict[str, list]:
+    """Convert, encode (all slots of the batch in one call) and mask a batch of rows."""
+    converted, layout, slots = batch_slots(batch, attr, template, system)
+    encoded = encoder.encode(slots)
     out: dict[str, list] = {"input_ids": [], "labels": [], "drop_reason": [], "truncated": [], "special_in_text": []}
     cursor = 0
     for item, counts in zip(converted, layout):
@@ -222,26 +235,15 @@ def tokenize_batch(batch: dict[str, list], attr: DatasetAttr, tokenizer: Any, te
             continue
         turn_ids = []
         for count in counts:
-            turn_ids.append([token for ids in encoded[cursor : cursor + count] for token in ids])
+            turn_ids.append(encoded[cursor] if count == 1 else list(chain.from_iterable(encoded[cursor : cursor + count])))
             cursor += count
         input_ids, labels, truncated = build_supervised_example(turn_ids, cutoff_len)
         out["input_ids"].append(input_ids)
         out["labels"].append(labels)
-        out["drop_reason"].append("" if any(label != IGNORE_INDEX for label in labels) else NO_LABELS)
+        out["drop_reason"].append("" if labels.count(IGNORE_INDEX) < len(labels) else NO_LABELS)
         out["truncated"].append(truncated)
         out["special_in_text"].append(any(marker in m["content"] for m in item[0] for marker in SPECIAL_MARKERS))
     return out
-
-
-
-def encode_slots(tokenizer: Any, slots: list[str]) -> list[list[int]]:
-    """Token ids of each slot string, through the fast tokenizer's Rust batch encoder directly; each
-    distinct string once (the system prompt repeats in nearly every row)."""
-    distinct = list(dict.fromkeys(slots))
-    if not distinct:
-        return []
-    ids = {text: encoding.ids for text, encoding in zip(distinct, tokenizer.backend_tokenizer.encode_batch(distinct, add_special_tokens=False))}
-    return [ids[text] for text in slots]
 
 
 def count_and_filter(tokenized: datasets.Dataset, cutoff_len: int, keep_rows_without_labels: bool) -> tuple[datasets.Dataset, dict[str, Any]]:

@@ -173,7 +173,7 @@ def qwen_tiktoken_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
             "building Qwen2.5's tokenizer offline needs qwen.tiktoken from the dashscope package: "
-            "pip install dashscope tiktoken (or the project's extra: pip install -e \".[qwen-vocab]\")"
+            "pip install dashscope (or the project's extra: pip install -e \".[qwen-vocab]\")"
         )
     path = Path(spec.submodule_search_locations[0]) / "resources" / "qwen.tiktoken"
     if not path.is_file():

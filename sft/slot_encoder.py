@@ -1,0 +1,150 @@
+"""Token ids of template slots, through tiktoken where it gives the HF tokenizer's ids exactly, else the HF
+tokenizer itself.
+
+Tokenizing is the whole cost of preparing a data set, and Chinese text makes it expensive: the HF fast
+tokenizer spends about 1 µs per character (regex split, byte mapping, BPE, offsets nobody reads), so a
+436k-row yiliao set takes 100+ core-seconds. tiktoken runs the same byte-level BPE 2.5x faster on one
+core, and Qwen's vocabulary is a tiktoken vocabulary to begin with (qwen.tiktoken). The HF tokenizer stays
+the reference (LLaMA-Factory tokenizes with it): tiktoken is used only for a tokenizer whose pipeline it can
+reproduce (NFC or no normalizer, one regex split then byte-level, plain BPE, added tokens matched verbatim),
+with merges in rank order, and only after it has given the same ids as the HF tokenizer on every probe
+string, the data's own first rows included. Anything else falls back to the HF tokenizer, with the reason
+logged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# strings where pre-tokenizers and normalizers disagree if they are going to: contractions, digit runs,
+# whitespace runs and newlines, punctuation next to CJK, combining marks that NFC composes, emoji, and
+# added tokens inside text
+PROBE_TEXTS = (
+    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+    "I'm sure they'll say it's 2024-11-27 12:30:05; isn't it?  Yes!!\n\n\nNo\r\n  indented\ttab   ",
+    "高血压患者能吃党参吗？\n\n可以，但要注意：每日 3～5 克，连服 2 周。（医生建议）",
+    "e\u0301 vs \u00e9, A\u030a, \u1100\u1161\u11a8, ＡＢＣ１２３, ½ ², \u2028 \u00a0 \u3000end",
+    "emoji 👩‍⚕️🩺 and math ∑x² ≠ ∞ <|im_end|> text <|im_start|>user\n<|endoftext|>",
+    "   leading spaces, trailing spaces   \n",
+    "",
+)
+
+
+class SlotEncoder:
+    """Encodes lists of strings to lists of token ids; picklable, so datasets' worker processes get it."""
+
+    def __init__(self, tokenizer: Any, probe_texts: Iterable[str] = ()) -> None:
+        self.backend = tokenizer.backend_tokenizer
+        self.encoding, self.normalize_nfc, self.added_ids, self.added_pattern = None, False, {}, None
+        reason = self._use_tiktoken(tokenizer, [*PROBE_TEXTS, *probe_texts])
+        if reason:
+            self.encoding = None
+            log.info("tokenizing with the HF tokenizer (tiktoken not used: %s)", reason)
+        else:
+            log.info("tokenizing with tiktoken, checked against the HF tokenizer")
+
+    @property
+    def uses_tiktoken(self) -> bool:
+        return self.encoding is not None
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each string (no special tokens added); each distinct string encoded once (the
+        system prompt repeats in nearly every row)."""
+        distinct = list(dict.fromkeys(texts))
+        if not distinct:
+            return []
+        if self.encoding is not None:
+            ids = {text: self._tiktoken_ids(text) for text in distinct}
+        else:
+            encoded = self.backend.encode_batch(distinct, add_special_tokens=False)
+            ids = {text: encoding.ids for text, encoding in zip(distinct, encoded)}
+        return [ids[text] for text in texts]
+
+    def _hf_ids(self, texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+    def _tiktoken_ids(self, text: str) -> list[int]:
+        """The HF tokenizer's order of work: added tokens split out verbatim (leftmost, longest first),
+        each piece between them normalized, then split and BPE-encoded."""
+        ids: list[int] = []
+        for index, piece in enumerate(self.added_pattern.split(text)):
+            if index % 2:
+                ids.append(self.added_ids[piece])
+            elif piece:
+                ids += self.encoding.encode_ordinary(unicodedata.normalize("NFC", piece) if self.normalize_nfc else piece)
+        return ids
+
+    def _use_tiktoken(self, tokenizer: Any, probe_texts: list[str]) -> str:
+        """Set up tiktoken for this tokenizer; the reason it cannot be used, or "" when it can."""
+        try:
+            import tiktoken
+        except ImportError:
+            return "tiktoken is not installed (pip install tiktoken)"
+        spec = json.loads(self.backend.to_str())
+        reason = _unsupported_pipeline(spec, tokenizer)
+        if reason:
+            return reason
+        model = spec["model"]
+        vocab: dict[str, int] = model["vocab"]
+        merges = [tuple(merge.split(" ", 1)) if isinstance(merge, str) else tuple(merge) for merge in model["merges"]]
+        merged_ranks = [vocab.get(left + right, -1) for left, right in merges]
+        if min(merged_ranks, default=0) < 0:
+            return "a merge makes a token missing from the vocabulary"
+        if any(later < earlier for earlier, later in zip(merged_ranks, merged_ranks[1:])):
+            return "merges are not in the order of their tokens' ids, so BPE priorities would differ"
+        from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+        byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+        try:
+            ranks = {bytes(byte_of[char] for char in token): rank for token, rank in vocab.items()}
+        except KeyError:
+            return "a vocabulary entry is not byte-level text"
+        if len(ranks) != len(vocab) or not all(bytes([byte]) in ranks for byte in range(256)):
+            return "the vocabulary does not hold each of the 256 bytes exactly once"
+        added = {token["content"]: token["id"] for token in spec["added_tokens"]}
+        if set(added.values()) & set(ranks.values()):
+            return "an added token shares an id with a vocabulary entry"
+        self.encoding = tiktoken.Encoding(
+            "lorasweep-" + tokenizer.name_or_path.replace("/", "-"),
+            pat_str=spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"],
+            mergeable_ranks=ranks,
+            special_tokens={},
+        )
+        self.normalize_nfc = spec["normalizer"] is not None
+        self.added_ids = added
+        self.added_pattern = re.compile("(" + "|".join(re.escape(token) for token in sorted(added, key=len, reverse=True)) + ")") if added else re.compile("(?!)")
+        for text in dict.fromkeys(probe_texts):
+            if self._tiktoken_ids(text) != self._hf_ids([text])[0]:
+                return f"its ids differ from the HF tokenizer's on {text[:60]!r}"
+        return ""
+
+
+def _unsupported_pipeline(spec: dict[str, Any], tokenizer: Any) -> str:
+    """What, if anything, in a tokenizer.json pipeline tiktoken cannot reproduce."""
+    model, pre_tokenizer, normalizer = spec.get("model") or {}, spec.get("pre_tokenizer") or {}, spec.get("normalizer")
+    if model.get("type") != "BPE" or model.get("dropout") or model.get("byte_fallback"):
+        return "the model is not a plain BPE"
+    if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+        return "the BPE marks word pieces"
+    if normalizer is not None and normalizer.get("type") != "NFC":
+        return f"the normalizer is {normalizer.get('type')}, not NFC"
+    steps = pre_tokenizer.get("pretokenizers") if pre_tokenizer.get("type") == "Sequence" else None
+    if not steps or len(steps) != 2:
+        return "the pre-tokenizer is not a regex split followed by byte-level"
+    split, byte_level = steps
+    if split.get("type") != "Split" or "Regex" not in (split.get("pattern") or {}) or split.get("behavior") != "Isolated" or split.get("invert"):
+        return "the pre-tokenizer's split is not one isolating regex"
+    if byte_level.get("type") != "ByteLevel" or byte_level.get("add_prefix_space") or byte_level.get("use_regex"):
+        return "the byte-level step adds a prefix space or splits again"
+    if any(token["normalized"] or token["lstrip"] or token["rstrip"] or token["single_word"] for token in spec.get("added_tokens", [])):
+        return "an added token is normalized, stripped or single-word"
+    if getattr(tokenizer, "split_special_tokens", False):
+        return "split_special_tokens is on"
+    return ""
+
