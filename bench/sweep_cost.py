@@ -3,6 +3,13 @@ median pruner and without one, on the tiny model (CPU), for several sampler seed
 
     python -m bench.sweep_cost                     # seeds 0 1 2, 12 trials each, both pruner settings
     python -m bench.sweep_cost --seeds 0 --n-trials 20 hydra.sweeper.ablations=null   # sampler trials only
+    python -m bench.sweep_cost --pruner hyperband --pruner-set min_resource=32     # a pruner and its settings
+
+With TPE (the default sampler) the two studies sample different parameters after the first pruned trial,
+since TPE learns from pruned trials too: their bests then differ by the luck of two searches as much as by
+pruning. The random sampler draws the same parameters in both, so only the pruner's decisions differ:
+
+    python -m bench.sweep_cost --pruner successive_halving --n-trials 30 hydra.sweeper.ablations=null hydra/sweeper/sampler=random
 
 The ablation trials (baseline and each remedy alone) run to the end in both settings, so they cost the
 same with and without the pruner; drop them to see the pruner's effect on the sampled trials alone.
@@ -101,6 +108,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampler seeds")
     parser.add_argument("--n-trials", type=int, default=12)
     parser.add_argument("--pruner", default="median", help="the pruner compared with none (median, successive_halving, hyperband, patient)")
+    parser.add_argument("--pruner-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the compared pruner only, e.g. min_resource=32 (repeatable)")
     parser.add_argument("--workdir", type=Path, help="project root for studies and run dirs (default: a temp dir)")
     parser.add_argument("--cache", type=Path, help="LORASWEEP_CACHE (tiny model, tokenized data); default: in workdir")
     parser.add_argument("overrides", nargs="*", help="more train.py overrides, e.g. trainer.max_samples_seen=640")
@@ -113,7 +122,11 @@ def main() -> None:
         table.add_column(column, justify="right")
     ratios = []
     for seed in args.seeds:
-        costs = {pruner: run_study(workdir, cache, pruner, seed, args.n_trials, args.overrides) for pruner in (args.pruner, "none")}
+        pruner_overrides = [f"hydra.sweeper.pruner.{setting}" for setting in args.pruner_set]
+        costs = {
+            args.pruner: run_study(workdir, cache, args.pruner, seed, args.n_trials, [*args.overrides, *pruner_overrides]),
+            "none": run_study(workdir, cache, "none", seed, args.n_trials, args.overrides),
+        }
         for cost in costs.values():
             table.add_row(str(seed), cost.pruner, str(cost.samples), show(cost.best, ".4f"), str(cost.samples_to_best),
                           str(cost.pruned), f"{cost.wall_s:.0f}")
