@@ -9,7 +9,8 @@ With TPE (the default sampler) the two studies sample different parameters after
 since TPE learns from pruned trials too: their bests then differ by the luck of two searches as much as by
 pruning. The random sampler draws the same parameters in both, so only the pruner's decisions differ:
 
-    python -m bench.sweep_cost --pruner successive_halving --n-trials 30 hydra.sweeper.ablations=null hydra/sweeper/sampler=random
+    python -m bench.sweep_cost --pruner successive_halving --pruner-set min_resource=16 --n-trials 30 \
+        hydra.sweeper.ablations=null hydra/sweeper/sampler=random
 
 The ablation trials (baseline and each remedy alone) run to the end in both settings, so they cost the
 same with and without the pruner; drop them to see the pruner's effect on the sampled trials alone.
