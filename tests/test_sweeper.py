@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from sweeper.devices import plan_devices
 from sweeper.search_space import SearchSpaceError, build_search_space
-from sweeper.storage import mask_password
+from sweeper.storage import mask_password, open_storage
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's retry helpers
 
@@ -50,7 +50,9 @@ def sweep(tmp_path: Path, *overrides: str, storage: str | None = None, wait: boo
 
 
 def load(tmp_path: Path, name: str = "lorasweep", storage: str | None = None) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage or f"sqlite:///{tmp_path}/sweeps/{name}.db")
+    """The study, opened as sweep processes open it: under the storage lock, so reading a study that a
+    running sweep is creating never races it to create the schema (alembic_version UNIQUE error)."""
+    return optuna.load_study(study_name=name, storage=open_storage(storage or f"sqlite:///{tmp_path}/sweeps/{name}.db"))
 
 
 def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -308,9 +310,7 @@ def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backe
     for process in (first, second):
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output[-3000:]
-    opened = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(f"{tmp_path}/shared.log"))
-    trials = optuna.load_study(study_name="shared", storage=opened).get_trials()
+    trials = load(tmp_path, "shared", storage).get_trials()
     assert len(trials) == 7
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.number for t in trials) == list(range(7))
