@@ -303,7 +303,7 @@ def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_pat
 @pytest.mark.parametrize("backend", ["sqlite", "journal"])
 def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backend):
     storage = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else f"journal:{tmp_path}/shared.log"
-    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.15", "hydra.sweeper.study_name=shared",
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.5", "hydra.sweeper.study_name=shared",
                "hydra/sweeper/pruner=none")
     first = sweep(tmp_path, *command, storage=storage, wait=False)
     second = sweep(tmp_path, *command, storage=storage, wait=False)
