@@ -59,11 +59,8 @@ class SlotEncoder:
         distinct = list(dict.fromkeys(texts))
         if not distinct:
             return []
-        if self.encoding is not None:
-            ids = {text: self._tiktoken_ids(text) for text in distinct}
-        else:
-            encoded = self.backend.encode_batch(distinct, add_special_tokens=False)
-            ids = {text: encoding.ids for text, encoding in zip(distinct, encoded)}
+        encoded = [self._tiktoken_ids(text) for text in distinct] if self.encoding is not None else self._hf_ids(distinct)
+        ids = dict(zip(distinct, encoded))
         return [ids[text] for text in texts]
 
     def _hf_ids(self, texts: list[str]) -> list[list[int]]:
@@ -110,13 +107,16 @@ class SlotEncoder:
         added = {token["content"]: token["id"] for token in spec["added_tokens"]}
         if set(added.values()) & set(ranks.values()):
             return "an added token shares an id with a vocabulary entry"
-        self.encoding = tiktoken.Encoding(
-            "lorasweep-" + tokenizer.name_or_path.replace("/", "-"),
-            pat_str=spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"],
-            mergeable_ranks=ranks,
-            special_tokens={},
-        )
-        self.normalize_nfc = spec["normalizer"] is not None
+        try:
+            self.encoding = tiktoken.Encoding(
+                "lorasweep-" + tokenizer.name_or_path.replace("/", "-"),
+                pat_str=spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"],
+                mergeable_ranks=ranks,
+                special_tokens={},
+            )
+        except ValueError as error:
+            return f"tiktoken cannot compile the split regex ({error})"
+        self.normalize_nfc = spec.get("normalizer") is not None
         self.added_ids = added
         self.added_pattern = re.compile("(" + "|".join(re.escape(token) for token in sorted(added, key=len, reverse=True)) + ")") if added else re.compile("(?!)")
         for text in dict.fromkeys(probe_texts):
@@ -147,4 +147,3 @@ def _unsupported_pipeline(spec: dict[str, Any], tokenizer: Any) -> str:
     if getattr(tokenizer, "split_special_tokens", False):
         return "split_special_tokens is on"
     return ""
-
