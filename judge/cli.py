@@ -14,6 +14,7 @@ from pathlib import Path
 
 from judge.errors import JudgeInputError
 from judge.metrics import METRICS
+from judge.selection import ADAPTER_CONFIG, Candidate
 from sft.errors import ConfigError, DataError
 
 EXIT_BAD_INPUT = 2
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, default=16, help="rows per generation / loss batch (default %(default)s)")
     parser.add_argument("--max-new-tokens", type=positive_int, help="default: the longest held-out answer plus 8 tokens")
     parser.add_argument("--report", type=Path, help="FILE.md or FILE.html with the metrics, verdict and side-by-side answers")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where serve.sh and merged models go (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where serve.sh, answers.jsonl and merged models go (default %(default)s)")
     parser.add_argument("--merge", action="store_true", help="also merge the adapter best on held-out data into the base "
                         "model and save it (safetensors) under --out/merged-NAME")
     return parser
@@ -51,14 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from analysis.eval_results import heldout_verdict
     from judge.heldout import held_out, last_answer_span, read_prompts, side_by_side_prompts
-    from judge.judging import Settings, eval_document, judge_all, write_eval_files
+    from judge.judging import Settings, eval_document, judge_all, write_answers, write_eval_files
     from judge.metrics import PRIMARY
     from judge.models import AdapterSet, device, load_base
     from judge.report import Comparison, log_to_wandb, print_comparison, write_report
     from judge.runconfig import load_run_config, task_metric
     from judge.selection import adapter_settings, choose
     from judge.serve import merge_adapter, vllm_command, write_serve_script
-    from sft.model import load_tokenizer
+    from sft.model import load_tokenizer, local_path
 
     if not args.paths and not args.storage:
         raise JudgeInputError("nothing to judge: give a sweep folder / run dirs, or --storage")
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     settings_of = {candidate.name: adapter_settings(candidate) for candidate in candidates}
     first = candidates[0]
     cfg = configs[first.name]
-    check_same_base(candidates, configs, settings_of)
+    base_name = local_path(cfg.model.name_or_path, cfg.paths.cache_dir, cfg.model.revision)
+    check_same_base(candidates, settings_of, base_name)
     metrics = {task_metric(configs[c.name], c.run_dir, args.metric) for c in candidates}
     if len(metrics) > 1:
         raise JudgeInputError(f"the chosen runs use different metrics ({', '.join(sorted(metrics))}): judge one task at a time with --task NAME")
@@ -92,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     results = judge_all(adapters, candidates, data, side, tokenizer, settings)
     for path in write_eval_files(results, data, settings):
         print(f"wrote {path}")
+    print(f"answers: {write_answers(results, data, tokenizer, cfg.task.template, args.out)}")
     verdict = heldout_verdict([(result.name, eval_document(result, results[0], data, settings)) for result in results[1:]])
-    command = vllm_command(settings_of[first.name]["base_model_name_or_path"], {c.name: c.run_dir for c in candidates},
+    command = vllm_command(base_name, {c.name: c.run_dir for c in candidates},
                            [int(settings_of[c.name]["r"]) for c in candidates])
     comparison = Comparison(results, side, verdict, command, len(data.input_ids), metric)
     print_comparison(comparison)
@@ -110,16 +113,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_same_base(candidates: list, configs: dict, settings_of: dict) -> None:
-    """All adapters must sit on the base model that is loaded once for all of them."""
-    first = candidates[0]
-    expected = (configs[first.name].model.name_or_path, settings_of[first.name].get("base_model_name_or_path"))
-    for candidate in candidates[1:]:
-        found = (configs[candidate.name].model.name_or_path, settings_of[candidate.name].get("base_model_name_or_path"))
-        if found != expected:
+def check_same_base(candidates: list[Candidate], settings_of: dict[str, dict], loaded: str) -> None:
+    """Every adapter must sit on the base model that is loaded once for all of them. A recorded base
+    with the same last path part counts as the same model (a moved cache, a hub id and its local copy)."""
+    for candidate in candidates:
+        recorded = str(settings_of[candidate.name].get("base_model_name_or_path"))
+        if recorded != loaded and Path(recorded).name != Path(loaded).name:
             raise JudgeInputError(
-                f"{candidate.run_dir / 'adapter_config.json'}: trained on base model {found[1]!r} ({found[0]}), but "
-                f"{first.run_dir} on {expected[1]!r} ({expected[0]}); judge adapters of one base model together"
+                f"{candidate.run_dir / ADAPTER_CONFIG}: trained on base model {recorded!r}, but the runs judged "
+                f"here load {loaded!r}; judge adapters of one base model together"
             )
 
 

@@ -103,3 +103,21 @@ def write_eval_files(results: list[ModelResult], data: HeldOut, settings: Settin
         os.replace(temporary, path)
         written.append(path)
     return written
+
+
+ANSWERS_FILE = "answers.jsonl"
+
+
+def write_answers(results: list[ModelResult], data: HeldOut, tokenizer: Any, template_name: str, out_dir: Path) -> Path:
+    """Every held-out row with its reference and each model's answer, one JSON object a line: the
+    generations the metrics were computed from, for reading or re-scoring."""
+    from judge.heldout import question_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ANSWERS_FILE
+    with open(path, "w", encoding="utf-8") as handle:
+        for index, (prompt, reference) in enumerate(zip(data.prompts, data.references)):
+            row = {"prompt": question_text(tokenizer, template_name, prompt), "reference": reference,
+                   **{result.name: result.answers[index] for result in results}}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
