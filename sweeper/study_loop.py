@@ -27,24 +27,17 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from runs import attrs
+from runs.storage import mask_password, open_storage, storage_lock
 from sweeper.devices import plan_devices, visible_gpus
 from sweeper.outcome import job_outcome, trial_outcome
-from sweeper.outputs import OVERRIDES_ATTR, best_trials, print_progress, write_outputs
+from sweeper.outputs import best_trials, print_progress, write_outputs
 from sweeper.overrides import override_key, render_override
 from sweeper.search_space import SearchSpace, SearchSpaceError, build_search_space, flatten_params
-from sweeper.storage import STORAGE_ENV, mask_password, open_storage, resolve_storage_url, storage_lock
+from sweeper.storage import STORAGE_ENV, resolve_storage_url
 
 log = logging.getLogger(__name__)
 
-ABLATION_ATTR = "ablation"  # user attr: the remedy an enqueued trial tries alone, or "baseline"
-BASELINE = "baseline"
-PROCESS_ATTR = "process"  # user attr: host:pid of the sweep process that runs the trial
-REASON_ATTR = "reason"  # user attr: why a trial was pruned or failed
-RUN_DIRS_ATTR = "run_dirs"
-SPREAD_ATTR = "spread"  # user attr: sample standard deviation of the value over repeats
-SEEDS_VALUES_ATTR = "values_per_seed"  # user attr: each repeat's value
-UNIT_ATTR = "unit"  # study user attr: what intermediate steps count (samples or tokens), for analysis
-ABLATIONS_ENQUEUED_ATTR = "ablations_enqueued"  # study user attr: the ablation was queued once
 REPORTER_TARGET = "sweeper.reporter.TrialReporter"
 SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes", "GPSampler": "scipy"}  # imported by Optuna only when sampling
 WAIT_FOR_OTHERS_S = 2.0  # poll interval while other processes finish the study's last trials
@@ -130,7 +123,7 @@ class StudyLoop:
         study = self._open_study(url, space)
         unit = OmegaConf.select(self.config, "smoothing.unit")
         if unit is not None:
-            study.set_user_attr(UNIT_ATTR, str(unit))
+            study.set_user_attr(attrs.UNIT, str(unit))
         with storage_lock(url):
             self._enqueue_ablations(study, space, extender)
         try:
@@ -199,21 +192,21 @@ class StudyLoop:
 
     def _enqueue_ablations(self, study: optuna.Study, space: SearchSpace, extender: Callable | None) -> None:
         """The baseline (the base config as it is) and each remedy alone on top of it, queued once per study."""
-        if not self.ablations or study.user_attrs.get(ABLATIONS_ENQUEUED_ATTR):
+        if not self.ablations or study.user_attrs.get(attrs.ABLATIONS_ENQUEUED):
             return
-        entries = [(BASELINE, {})] + [(name, flatten_params(remedy)) for name, remedy in self.ablations.items()]
+        entries = [(attrs.BASELINE, {})] + [(name, flatten_params(remedy)) for name, remedy in self.ablations.items()]
         queued = 0
         for name, remedy in entries:
             self._check_remedy(name, remedy, space, extender)
-            if name != BASELINE and all(self._base_value(key) == value for key, value in remedy.items()):
+            if name != attrs.BASELINE and all(self._base_value(key) == value for key, value in remedy.items()):
                 log.info(f"Ablation {name!r} changes nothing the base config does not already have: not queued")
                 continue
             if queued == self.n_trials:
                 log.info(f"Ablation {name!r} not queued: n_trials={self.n_trials} is used up by the earlier ones")
                 continue
-            study.enqueue_trial(params=remedy, user_attrs={ABLATION_ATTR: name})
+            study.enqueue_trial(params=remedy, user_attrs={attrs.ABLATION: name})
             queued += 1
-        study.set_user_attr(ABLATIONS_ENQUEUED_ATTR, True)
+        study.set_user_attr(attrs.ABLATIONS_ENQUEUED, True)
 
     @staticmethod
     def _check_remedy(name: str, remedy: Mapping[str, Any], space: SearchSpace, extender: Callable | None) -> None:
@@ -251,7 +244,7 @@ class StudyLoop:
             others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if not others:
                 return
-            owners = sorted({t.user_attrs.get(PROCESS_ATTR, "?") for t in others})
+            owners = sorted({t.user_attrs.get(attrs.PROCESS, "?") for t in others})
             log.info(f"Waiting for {len(others)} trial(s) running in other sweep processes: {', '.join(owners)}")
             time.sleep(WAIT_FOR_OTHERS_S)
 
@@ -269,7 +262,7 @@ class StudyLoop:
         queued again. Called under the lock and between batches, so this process runs nothing itself."""
         host = socket.gethostname()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = trial.user_attrs.get(PROCESS_ATTR)
+            owner = trial.user_attrs.get(attrs.PROCESS)
             if owner is None or owner.rsplit(":", 1)[0] != host:
                 continue
             if owner == self.process or not _process_alive(int(owner.rsplit(":", 1)[1])):
@@ -280,7 +273,7 @@ class StudyLoop:
     def _abandon(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
         # the trial belongs to another (dead) process: write through the storage, not a Trial object,
         # whose construction would run the sampler's before_trial
-        study._storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
+        study._storage.set_trial_user_attr(trial._trial_id, attrs.REASON, reason)
         _tell(study, trial.number, TrialState.FAIL, None)
         RetryFailedTrialCallback()(study, study.get_trials(deepcopy=False)[trial.number])
 
@@ -292,7 +285,7 @@ class StudyLoop:
         batch = []
         for _ in range(room):
             trial = study.ask()  # queued trials first (ablation, re-runs), then the sampler
-            trial.set_user_attr(PROCESS_ATTR, self.process)
+            trial.set_user_attr(attrs.PROCESS, self.process)
             batch.append((trial, self._suggest(study, trial, space, extender)))
         return batch
 
@@ -301,7 +294,7 @@ class StudyLoop:
     ) -> list[str]:
         """Chooses the trial's values and returns the overrides that re-run it. An ablation trial sets
         only its remedy's parameters; everything else stays as the base config has it."""
-        ablation = trial.user_attrs.get(ABLATION_ATTR)
+        ablation = trial.user_attrs.get(attrs.ABLATION)
         fixed = study.get_trials(deepcopy=False)[trial.number].system_attrs.get("fixed_params", {})
         for name, distribution in space.distributions.items():
             if ablation is None or name in fixed:
@@ -312,7 +305,7 @@ class StudyLoop:
         overrides = list(space.fixed)
         overrides += [render_override(name, value) for name, value in trial.params.items()]
         overrides += [render_override(name, value) for name, value in derived.items()]
-        trial.set_user_attr(OVERRIDES_ATTR, overrides)
+        trial.set_user_attr(attrs.OVERRIDES, overrides)
         return overrides
 
     def _job_overrides(self, trial: Trial, overrides: list[str], repeat: int, device: str | None) -> list[str]:
@@ -323,7 +316,7 @@ class StudyLoop:
             job.append(render_override(self.seed_key, seed))
             run_name += f"-seed{seed}"
         if "trial" in self.config and len(self.directions) == 1:  # Optuna prunes single-objective studies only
-            prunable = self.prune_ablations or ABLATION_ATTR not in trial.user_attrs
+            prunable = self.prune_ablations or attrs.ABLATION not in trial.user_attrs
             reporter = {
                 "_target_": REPORTER_TARGET,
                 "study_name": self.study_name,
@@ -361,11 +354,11 @@ class StudyLoop:
         for index, (trial, overrides) in enumerate(batch):
             returned = returns[index * self.repeats : (index + 1) * self.repeats]
             outcome = trial_outcome([job_outcome(job, len(self.directions)) for job in returned])
-            trial.set_user_attr(RUN_DIRS_ATTR, outcome.run_dirs)
-            trial.set_user_attr(REASON_ATTR, outcome.reason)
+            trial.set_user_attr(attrs.RUN_DIRS, outcome.run_dirs)
+            trial.set_user_attr(attrs.REASON, outcome.reason)
             if outcome.spread is not None:
-                trial.set_user_attr(SEEDS_VALUES_ATTR, outcome.values_per_seed)
-                trial.set_user_attr(SPREAD_ATTR, outcome.spread)
+                trial.set_user_attr(attrs.VALUES_PER_SEED, outcome.values_per_seed)
+                trial.set_user_attr(attrs.SPREAD, outcome.spread)
             sampler_finished |= _tell(study, trial, outcome.state, outcome.values)
             finished = sum(1 for t in self._budget_trials(study) if t.state.is_finished())
             best = best_trials(study) if len(self.directions) == 1 else []
@@ -398,7 +391,7 @@ class StudyLoop:
     def _check_failure_rate(self, study: optuna.Study) -> None:
         failed = [t for t in self._budget_trials(study) if t.state == TrialState.FAIL]
         if len(failed) > self.max_failure_rate * self.n_trials:
-            reasons = "; ".join(f"trial {t.number}: {t.user_attrs.get(REASON_ATTR)}" for t in failed[-3:])
+            reasons = "; ".join(f"trial {t.number}: {t.user_attrs.get(attrs.REASON)}" for t in failed[-3:])
             raise SweepStopped(
                 f"{len(failed)} of n_trials={self.n_trials} trials failed, more than "
                 f"max_failure_rate={self.max_failure_rate} allows; the sweep stopped. Last reasons: {reasons}. "
