@@ -13,6 +13,7 @@ from pathlib import Path
 
 from analysis.loading import load_runs
 from analysis.records import UNITS, AnalysisInputError
+from runs.files import LOSS_PLOT_FILE
 
 EXIT_BAD_INPUT = 2
 DEFAULT_TOP = 10
@@ -111,7 +112,7 @@ def plot_command(args: argparse.Namespace) -> int:
         raise AnalysisInputError(f"{args.run_dir}: expected one run here, found {len(loaded.runs)}; give one run dir")
     if len(loaded.runs[0].series.loss) < 2:
         raise AnalysisInputError(f"{args.run_dir}: fewer than 2 logged loss points, nothing to draw")
-    out = args.out or args.run_dir / "training_loss.png"
+    out = args.out or args.run_dir / LOSS_PLOT_FILE
     print(f"wrote {plot_run(loaded.runs[0], out)}")
     return EXIT_BAD_INPUT if loaded.problems else 0
 

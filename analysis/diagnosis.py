@@ -8,7 +8,7 @@ import statistics
 from dataclasses import asdict, dataclass
 
 from analysis.records import RunRecord
-from analysis.smoothing import time_constant_ema
+from runs.smoothing import time_constant_ema
 
 SPIKE_ROBUST_STDS = 3.0
 TAIL_FRACTION = 0.2

@@ -23,12 +23,12 @@ from analysis.records import (
     last_numbers,
     parse_yaml,
     read_json,
-    read_jsonl,
     samples_from_steps,
     without_plumbing,
 )
+from runs.files import TRAINER_LOG_FILE as TRAINER_LOG  # our run dirs write it in LLaMA-Factory's format
+from runs.jsonl import read_jsonl
 
-TRAINER_LOG = "trainer_log.jsonl"
 TRAINER_STATE = "trainer_state.json"
 TRAINING_ARGS = "training_args.yaml"
 FINISHED_MARKERS = ("all_results.json", "train_results.json")

@@ -8,52 +8,14 @@ smoothed loss at samples seen), so the series is marked presmoothed.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from analysis.records import AnalysisInputError, LoadResult, RunRecord, Series, is_number
+from runs import attrs as attr_keys
+from runs.storage import StorageError, mask_password, open_storage
 
-JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
-JOURNAL_PREFIX = "journal:"  # the sweeper's spelling of a journal file storage: journal:sweeps/x.log
-PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 TRIAL_STATES = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
-RUN_DIRS_ATTR = "run_dirs"  # the sweeper's user attr: the run dir of each repeat
-RUN_DIR_ATTR = "run_dir"
-
-
-def shown(storage: str) -> str:
-    """The storage as it may be printed: `postgresql://user:***@host/db`."""
-    return PASSWORD.sub(r"\1***@", storage)
-
-
-def open_storage(storage: str) -> Any:
-    """The storage object or URL for optuna.load_study; refuses paths that do not exist, because Optuna
-    would silently create an empty storage there."""
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if storage.startswith(JOURNAL_PREFIX):
-        journal = Path(storage[len(JOURNAL_PREFIX) :].removeprefix("//"))
-        if not journal.is_file():
-            raise AnalysisInputError(f"{storage}: no such journal file {journal}; check the path")
-        return JournalStorage(JournalFileBackend(str(journal)))
-    if "://" in storage:
-        if storage.startswith("sqlite:///"):
-            database = Path(storage[len("sqlite:///") :])
-            if not database.is_file():
-                raise AnalysisInputError(f"{storage}: no such SQLite file {database}; check the path")
-        return storage
-    path = Path(storage)
-    if not path.is_file():
-        raise AnalysisInputError(f"{storage}: no such storage file; pass an existing journal/.db file or a URL")
-    if path.suffix in JOURNAL_SUFFIXES:
-        return JournalStorage(JournalFileBackend(str(path)))
-    if path.suffix == ".db":
-        return f"sqlite:///{path}"
-    raise AnalysisInputError(
-        f"{storage}: not a storage Optuna can open; give a URL (sqlite:///..., postgresql://...), "
-        f"a .db file or a journal file ending in {', '.join(JOURNAL_SUFFIXES)}"
-    )
 
 
 def load_study(storage: str, study_name: str | None) -> Any:
@@ -61,20 +23,23 @@ def load_study(storage: str, study_name: str | None) -> Any:
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
-    opened = open_storage(storage)
+    try:
+        opened = open_storage(storage, create=False)
+    except StorageError as error:
+        raise AnalysisInputError(str(error)) from None
     try:
         names = optuna.get_all_study_names(storage=opened)
     except (ImportError, SQLAlchemyError, optuna.exceptions.OptunaError) as error:
         message = str(error).splitlines()[0]
-        raise AnalysisInputError(f"cannot open the storage {shown(storage)}: {message}") from None
+        raise AnalysisInputError(f"cannot open the storage {mask_password(storage)}: {message}") from None
     if study_name is None:
         if len(names) != 1:
             listed = ", ".join(names) if names else "none"
-            raise AnalysisInputError(f"{shown(storage)} holds {len(names)} studies ({listed}); choose one with --study NAME")
+            raise AnalysisInputError(f"{mask_password(storage)} holds {len(names)} studies ({listed}); choose one with --study NAME")
         study_name = names[0]
     if study_name not in names:
         listed = ", ".join(names) if names else "none"
-        raise AnalysisInputError(f"study {study_name!r} not found in {shown(storage)}; studies there: {listed}")
+        raise AnalysisInputError(f"study {study_name!r} not found in {mask_password(storage)}; studies there: {listed}")
     return optuna.load_study(study_name=study_name, storage=opened)
 
 
@@ -93,11 +58,11 @@ def trial_record(trial: Any, study_name: str, storage: str, unit: str) -> RunRec
     return RunRecord(
         name=f"trial-{trial.number}",
         source="optuna",
-        path=f"{shown(storage)}#{study_name}/{trial.number}",
+        path=f"{mask_password(storage)}#{study_name}/{trial.number}",
         status=TRIAL_STATES.get(trial.state.name, "unknown"),
         params=dict(trial.params),
         series=series,
-        eval_loss=float(attrs["eval_loss"]) if is_number(attrs.get("eval_loss")) else None,
+        eval_loss=float(attrs[attr_keys.EVAL_LOSS]) if is_number(attrs.get(attr_keys.EVAL_LOSS)) else None,
         summary=summary,
         attrs=attrs,
         group=study_name,
@@ -107,19 +72,19 @@ def trial_record(trial: Any, study_name: str, storage: str, unit: str) -> RunRec
 
 def load_study_runs(storage: str, study_name: str | None) -> LoadResult:
     study = load_study(storage, study_name)
-    unit = str(study.user_attrs.get("unit", "samples"))
+    unit = str(study.user_attrs.get(attr_keys.UNIT, "samples"))
     trials = study.get_trials(deepcopy=False)
     if not trials:
-        return LoadResult(problems=[f"study {study.study_name!r} in {shown(storage)} has no trials yet"])
+        return LoadResult(problems=[f"study {study.study_name!r} in {mask_password(storage)} has no trials yet"])
     return LoadResult(runs=[trial_record(trial, study.study_name, storage, unit) for trial in trials])
 
 
 def named_run_dirs(trial: RunRecord) -> list[str]:
     """The run dirs a trial's user attrs name: the sweeper's "run_dirs" (one per repeat) or a single "run_dir"."""
-    named = trial.attrs.get(RUN_DIRS_ATTR)
+    named = trial.attrs.get(attr_keys.RUN_DIRS)
     if isinstance(named, str):
         named = [named]
-    single = trial.attrs.get(RUN_DIR_ATTR)
+    single = trial.attrs.get(attr_keys.RUN_DIR)
     return [path for path in (named or []) + ([single] if single else []) if isinstance(path, str)]
 
 

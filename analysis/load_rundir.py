@@ -15,13 +15,11 @@ from analysis.records import (
     flatten,
     last_numbers,
     parse_yaml,
-    read_json,
-    read_jsonl,
     without_plumbing,
 )
-
-METRICS_FILE = "metrics.jsonl"
-RESULT_FILE = "result.json"
+from runs.files import METRICS_FILE, RESULT_FILE
+from runs.jsonl import read_jsonl
+from runs.result import OBJECTIVE, STATUS, read_result
 
 
 def is_run_dir(path: Path) -> bool:
@@ -85,18 +83,16 @@ def load_run_dir(run_dir: Path, name: str) -> RunRecord:
     record.throughput = {key: record.summary[key] for key in ("samples_per_s", "tokens_per_s") if key in record.summary}
     record.params, problems = read_hydra_params(run_dir)
     record.problems.extend(problems)
-    if (run_dir / RESULT_FILE).is_file():
-        result, problem = read_json(run_dir / RESULT_FILE)
-        if problem:
-            record.problems.append(problem)
-        record.result = result
+    record.result, problem = read_result(run_dir)
+    if problem:
+        record.problems.append(problem)
     record.heldout, problem = read_eval(run_dir)
     if problem:
         record.problems.append(problem)
     if record.result:
-        record.status = str(record.result.get("status") or "unknown")
-        if record.result.get("objective") is not None:
-            record.summary["objective"] = float(record.result["objective"])
+        record.status = str(record.result.get(STATUS) or "unknown")
+        if record.result.get(OBJECTIVE) is not None:
+            record.summary["objective"] = float(record.result[OBJECTIVE])
     elif rows:
         record.status = "running"
     return record

@@ -15,7 +15,6 @@ from typing import Any
 from analysis.load_optuna import TRIAL_STATES
 from analysis.records import LoadResult, RunRecord, is_number
 
-TRIALS_CSV = "trials.csv"
 PARAM_PREFIX = "params_"
 ATTR_PREFIX = "user_attrs_"
 

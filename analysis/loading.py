@@ -16,12 +16,13 @@ from typing import Any
 from analysis.load_llamafactory import is_llamafactory_dir, load_llamafactory_dir
 from analysis.load_optuna import load_study_runs, merge_trials_into_run_dirs
 from analysis.load_rundir import is_run_dir, load_run_dir
-from analysis.load_trials_csv import TRIALS_CSV, load_trials_csv
+from analysis.load_trials_csv import load_trials_csv
 from analysis.load_wandb import is_wandb_run_dir, load_offline_run, load_online_runs
 from analysis.records import LoadResult, RunRecord, check_series_length
+from runs.files import METRICS_FILE, RESULT_FILE, TRAINER_LOG_FILE, TRIALS_FILE
 
 WANDB_PREFIX = "wandb:"
-RUN_FILES = ("metrics.jsonl", "result.json", "trainer_log.jsonl", "trainer_state.json")
+RUN_FILES = (METRICS_FILE, RESULT_FILE, TRAINER_LOG_FILE, "trainer_state.json")
 LOOKED_FOR = "metrics.jsonl / result.json (our runs), trainer_log.jsonl / trainer_state.json (LLaMA-Factory), run-*.wandb"
 
 
@@ -56,8 +57,8 @@ def find_inputs(root: Path) -> tuple[list[Path], list[Path]]:
             runs.append(folder)
             subdirs[:] = []
             continue
-        if (folder / TRIALS_CSV).is_file():
-            trial_tables.append(folder / TRIALS_CSV)
+        if (folder / TRIALS_FILE).is_file():
+            trial_tables.append(folder / TRIALS_FILE)
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("checkpoint-") and d != ".hydra")
     return runs, trial_tables
 

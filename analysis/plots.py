@@ -1,15 +1,15 @@
-"""The report's figures as PNG files. Per-run curves reuse LLaMA-Factory's look (loss_plot.py); the
+"""The report's figures as PNG files. Per-run curves reuse LLaMA-Factory's look (runs/loss_plot.py); the
 comparison figures use the ranking's smoothing, so what is drawn is what was ranked."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from analysis.loss_plot import plot_llamafactory_loss
 from analysis.ranking import Ranking
 from analysis.records import RunRecord, is_number
-from analysis.smoothing import time_constant_ema
 from analysis.sweep import Effect
+from runs.loss_plot import plot_llamafactory_loss
+from runs.smoothing import time_constant_ema
 
 MAX_SCATTER_PARAMS = 6
 ABLATION_FIGURES = ("value", "jaggedness", "descent")

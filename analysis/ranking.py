@@ -13,11 +13,10 @@ from typing import Any
 
 from analysis.diagnosis import Diagnosis, diagnose
 from analysis.records import AnalysisInputError, RunRecord, is_number
-from analysis.smoothing import default_time_constant, time_constant_ema, value_at_budget
+from runs import attrs as attr_keys
+from runs.smoothing import default_time_constant, time_constant_ema, value_at_budget
 
 SEED_KEYS = frozenset({"seed", "trainer.seed"})
-SEED_VALUES_ATTR = "values_per_seed"  # the sweeper's user attrs for repeats
-SPREAD_ATTR = "spread"
 SHORT_FRACTION = 0.5
 TIE_TOLERANCE = 1e-9
 STATE_ORDER = ("completed", "running", "pruned", "failed", "waiting", "unknown")
@@ -140,12 +139,12 @@ def pool(row: RankedRow, values: list[float | None], by: str) -> None:
     if row.value is None or len(row.members) > 1 or row.run.source != "optuna" or by != "smoothed_loss":
         return
     attrs = row.run.attrs
-    per_seed = [first_objective(v) for v in attrs.get(SEED_VALUES_ATTR) or []]
+    per_seed = [first_objective(v) for v in attrs.get(attr_keys.VALUES_PER_SEED) or []]
     if len(per_seed) >= 2 and all(v is not None for v in per_seed):
         row.repeats = per_seed
         row.spread = statistics.stdev(per_seed)
-    elif first_objective(attrs.get(SPREAD_ATTR)) is not None:
-        row.spread = first_objective(attrs[SPREAD_ATTR])
+    elif first_objective(attrs.get(attr_keys.SPREAD)) is not None:
+        row.spread = first_objective(attrs[attr_keys.SPREAD])
 
 
 def flag_neighbours(ranked: list[RankedRow]) -> None:

@@ -128,29 +128,6 @@ def last_numbers(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return last
 
 
-def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
-    """Rows of a JSON-lines log; a broken line (a write cut off by a crash) becomes a problem, not an error."""
-    rows: list[dict] = []
-    problems: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                problems.append(
-                    f"{path}: line {number} is not valid JSON (a truncated write?); skipped that line, "
-                    "delete or repair it to silence this"
-                )
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-            else:
-                problems.append(f"{path}: line {number} is not a JSON object; skipped that line")
-    return rows, problems
-
-
 def parse_yaml(text: str) -> Any:
     """YAML through libyaml's C parser when PyYAML has it: Hydra configs are read once per run."""
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

@@ -15,8 +15,8 @@ from typing import Any
 
 from analysis.ranking import RankedRow, Ranking
 from analysis.records import is_number
+from runs import attrs as attr_keys
 
-BASELINE = "baseline"
 MIN_TRIALS_FOR_IMPORTANCE = 4
 FIGURES = ("value", "jaggedness", "descent", "spikes")
 
@@ -56,14 +56,14 @@ def figure_of(row: RankedRow, figure: str) -> float | None:
 
 def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
     """Each remedy's change of each figure against the baseline; a message instead when there is none."""
-    ablations = {row.run.attrs["ablation"]: row for row in ranking.rows if isinstance(row.run.attrs.get("ablation"), str)}
+    ablations = {row.run.attrs[attr_keys.ABLATION]: row for row in ranking.rows if isinstance(row.run.attrs.get(attr_keys.ABLATION), str)}
     if not ablations:
-        return [], "no one-change-at-a-time trials (user attr 'ablation') among these runs"
-    baseline = ablations.pop(BASELINE, None)
+        return [], f"no one-change-at-a-time trials (user attr '{attr_keys.ABLATION}') among these runs"
+    baseline = ablations.pop(attr_keys.BASELINE, None)
     if baseline is None:
-        return [], f"ablation trials found ({', '.join(sorted(ablations))}) but no '{BASELINE}' trial to compare with"
+        return [], f"ablation trials found ({', '.join(sorted(ablations))}) but no '{attr_keys.BASELINE}' trial to compare with"
     if not ablations:
-        return [], f"only the '{BASELINE}' ablation trial so far; no remedy to compare with it yet"
+        return [], f"only the '{attr_keys.BASELINE}' ablation trial so far; no remedy to compare with it yet"
     effects: list[Effect] = []
     for remedy, row in ablations.items():
         for figure in FIGURES:

@@ -5,12 +5,15 @@ has run: the loss is a noisy exponential descent, so rankings and diagnoses have
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
 
 import yaml
+
+from runs.files import METRICS_FILE
+from runs.jsonl import write_jsonl
+from runs.result import write_result
 
 
 def synthetic_losses(points: int, rate: float, noise: float, seed: int, floor: float = 0.5) -> list[float]:
@@ -43,18 +46,18 @@ def write_run_dir(
     lines = []
     for step, loss in enumerate(losses, start=1):
         samples = step * batch_size
-        lines.append(json.dumps({
+        lines.append({
             "step": step, "samples": samples, "tokens": samples * tokens_per_sample, "loss": loss, "lr": 1e-3,
             "grad_norm": 1.0, "epoch": step / len(losses), "elapsed": step * 0.1,
             "samples_per_s": batch_size * 10.0, "tokens_per_s": batch_size * tokens_per_sample * 10.0,
-        }))
+        })
     if eval_loss is not None:
         steps = len(losses)
-        lines.append(json.dumps({"step": steps, "samples": steps * batch_size, "tokens": steps * batch_size * tokens_per_sample,
-                                 "eval_loss": eval_loss, "epoch": 1.0, "elapsed": steps * 0.1}))
-    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        lines.append({"step": steps, "samples": steps * batch_size, "tokens": steps * batch_size * tokens_per_sample,
+                      "eval_loss": eval_loss, "epoch": 1.0, "elapsed": steps * 0.1})
+    write_jsonl(run_dir / METRICS_FILE, lines)
     seen = {"samples": len(losses) * batch_size, "tokens": len(losses) * batch_size * tokens_per_sample, "steps": len(losses)}
     result = {"status": status, "reason": None, "objective": None, "objective_name": "smoothed_loss",
               "direction": "minimize", "seen": seen}
-    (run_dir / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    write_result(run_dir, result)
     return run_dir

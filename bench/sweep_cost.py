@@ -21,7 +21,6 @@ Everything goes to a temporary project root (or --workdir), never into the repo'
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -36,7 +35,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-from sweeper.trial_attrs import RUN_DIRS_ATTR
+from runs import attrs
+from runs.result import SEEN, read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WITHIN = 0.01  # "reached the best" = within 1% of it
@@ -56,10 +56,10 @@ class StudyCost:
 def trial_samples(trial: FrozenTrial) -> int:
     """Samples the trial trained: its run dirs' result.json `seen`, else its last reported step."""
     total = 0
-    for run_dir in trial.user_attrs.get(RUN_DIRS_ATTR, []):
-        result = Path(run_dir) / "result.json"
-        if result.is_file():
-            total += int(json.loads(result.read_text()).get("seen", {}).get("samples") or 0)
+    for run_dir in trial.user_attrs.get(attrs.RUN_DIRS, []):
+        result, _ = read_result(Path(run_dir))
+        if result:
+            total += int(result.get(SEEN, {}).get("samples") or 0)
     if total == 0 and trial.intermediate_values:
         total = int(max(trial.intermediate_values))
     return total

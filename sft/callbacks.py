@@ -16,8 +16,9 @@ from typing import Any, Protocol
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from analysis.records import read_jsonl
-from analysis.smoothing import objective_from_metrics
+from runs.files import METRICS_FILE, TRAINER_LOG_FILE
+from runs.jsonl import append_jsonl, read_jsonl, write_jsonl
+from runs.smoothing import objective_from_metrics
 
 
 class Reporter(Protocol):
@@ -75,8 +76,8 @@ class RunLogCallback(TrainerCallback):
         reporter: Reporter | None = None,
         report_every: int = 1,
     ) -> None:
-        self.metrics_path = run_dir / "metrics.jsonl"
-        self.trainer_log_path = run_dir / "trainer_log.jsonl"
+        self.metrics_path = run_dir / METRICS_FILE
+        self.trainer_log_path = run_dir / TRAINER_LOG_FILE
         self.counter = counter
         self.outcome = outcome
         self.unit = smoothing_unit
@@ -210,12 +211,3 @@ class RichProgressCallback(TrainerCallback):
 def read_log(path: Path) -> list[dict]:
     """The lines of an earlier session's log; a line cut off by a killed process is skipped."""
     return read_jsonl(path)[0] if path.is_file() else []
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")

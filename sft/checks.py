@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from analysis.smoothing import OBJECTIVES
+from runs.smoothing import OBJECTIVES
 from sft.errors import ConfigError
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "constant_with_warmup")

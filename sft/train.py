@@ -2,13 +2,12 @@
 train with the HF Trainer and our callbacks, save the adapter, the plot and result.json.
 
 `run_training` never leaves a run dir without result.json: completed, pruned or failed, with the
-reason. The objective it returns is `analysis.smoothing.objective_from_metrics`, the same function
+reason. The objective it returns is `runs.smoothing.objective_from_metrics`, the same function
 the pruning reports and the ranking use.
 """
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import math
 import os
@@ -18,8 +17,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from analysis.loss_plot import plot_llamafactory_loss
-from analysis.smoothing import default_time_constant, objective_from_metrics
+from runs.files import LOSS_PLOT_FILE, RESULT_FILE
+from runs.loss_plot import plot_llamafactory_loss
+from runs.result import write_result
+from runs.smoothing import default_time_constant, objective_from_metrics
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
 from sft.checks import check_config
 from sft.errors import ConfigError, TrainingFailed
@@ -35,11 +36,11 @@ def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "result.json").unlink(missing_ok=True)  # a resumed run dir may hold an earlier ending
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)  # a resumed run dir may hold an earlier ending
     try:
         return _train(cfg, run_dir, reporter)
     except (ValueError, TrainingFailed) as error:
-        if not (run_dir / "result.json").is_file():
+        if not (run_dir / RESULT_FILE).is_file():
             write_result(run_dir, {"status": "failed", "reason": str(error), "objective": None, "objective_name": cfg.objective})
         raise
 
@@ -104,7 +105,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
         trainer.save_model(str(run_dir))
     train_points = [r for r in records if "loss" in r]
     if train_points:
-        plot_llamafactory_loss([r["step"] for r in train_points], [r["loss"] for r in train_points], run_dir / "training_loss.png", f"training loss of {run_dir}")
+        plot_llamafactory_loss([r["step"] for r in train_points], [r["loss"] for r in train_points], run_dir / LOSS_PLOT_FILE, f"training loss of {run_dir}")
     last = records[-1] if records else {"samples": counter.samples, "tokens": counter.tokens, "step": trainer.state.global_step}
     result = {
         "status": outcome.status,
@@ -250,9 +251,3 @@ def start_wandb(cfg: DictConfig, run_dir: Path) -> Any:
         notes=str(run_dir),
     )
 
-
-def write_result(run_dir: Path, result: dict[str, Any]) -> None:
-    path = run_dir / "result.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
-    os.replace(temporary, path)

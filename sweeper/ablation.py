@@ -10,9 +10,9 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution
 
+from runs import attrs
 from sweeper.preflight import SpaceExtender
 from sweeper.search_space import SearchSpace, SearchSpaceError, flatten_params
-from sweeper.trial_attrs import ABLATION_ATTR, ABLATIONS_ENQUEUED_ATTR, BASELINE
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +26,21 @@ def enqueue_ablations(
     n_trials: int,
 ) -> None:
     """Queues the baseline and each remedy once per study (the caller holds the storage lock)."""
-    if not ablations or study.user_attrs.get(ABLATIONS_ENQUEUED_ATTR):
+    if not ablations or study.user_attrs.get(attrs.ABLATIONS_ENQUEUED):
         return
-    entries = [(BASELINE, {})] + [(name, flatten_params(remedy)) for name, remedy in ablations.items()]
+    entries = [(attrs.BASELINE, {})] + [(name, flatten_params(remedy)) for name, remedy in ablations.items()]
     queued = 0
     for name, remedy in entries:
         check_remedy(name, remedy, space, extender)
-        if name != BASELINE and all(_base_value(config, key) == value for key, value in remedy.items()):
+        if name != attrs.BASELINE and all(_base_value(config, key) == value for key, value in remedy.items()):
             log.info(f"Ablation {name!r} changes nothing the base config does not already have: not queued")
             continue
         if queued == n_trials:
             log.info(f"Ablation {name!r} not queued: n_trials={n_trials} is used up by the earlier ones")
             continue
-        study.enqueue_trial(params=remedy, user_attrs={ABLATION_ATTR: name})
+        study.enqueue_trial(params=remedy, user_attrs={attrs.ABLATION: name})
         queued += 1
-    study.set_user_attr(ABLATIONS_ENQUEUED_ATTR, True)
+    study.set_user_attr(attrs.ABLATIONS_ENQUEUED, True)
 
 
 def check_remedy(name: str, remedy: Mapping[str, Any], space: SearchSpace, extender: SpaceExtender | None) -> None:

@@ -6,7 +6,6 @@ job that never got to write it (killed mid-way) and for apps that write no resul
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-RESULT_FILE = "result.json"
+from runs import result as run_result
 
 
 @dataclass(frozen=True)
@@ -34,33 +33,27 @@ def job_run_dir(job: JobReturn) -> str | None:
 
 
 def read_result(run_dir: str | None) -> dict[str, Any] | None:
-    if run_dir is None:
-        return None
-    path = Path(run_dir) / RESULT_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # a job killed while writing it: fall back to the JobReturn
+    """The run's result.json; None when it has none or it is unreadable (a job killed while writing
+    it): then the JobReturn decides."""
+    return run_result.read_result(Path(run_dir))[0] if run_dir is not None else None
 
 
 def job_outcome(job: JobReturn, n_objectives: int) -> JobOutcome:
     run_dir = job_run_dir(job)
     result = read_result(run_dir)
-    recorded_reason = result.get("reason") if result else None
+    recorded_reason = result.get(run_result.REASON) if result else None
     try:
         returned = job.return_value  # re-raises the job's exception when it failed
     except Exception as error:
         reason = recorded_reason or f"{type(error).__name__}: {error}"
         return JobOutcome(TrialState.FAIL, None, reason, run_dir)
-    status = result.get("status") if result else "completed"
-    if status == "pruned":
+    status = result.get(run_result.STATUS) if result else run_result.COMPLETED
+    if status == run_result.PRUNED:
         return JobOutcome(TrialState.PRUNED, None, recorded_reason, run_dir)
-    if status == "failed":
+    if status == run_result.FAILED:
         return JobOutcome(TrialState.FAIL, None, recorded_reason or "the run reported status failed", run_dir)
     if returned is None and result is not None:
-        returned = result.get("objective")
+        returned = result.get(run_result.OBJECTIVE)
     if returned is None:
         reason = "the run finished without an objective: did it log a loss before its budget ran out? (see logging_steps)"
         return JobOutcome(TrialState.FAIL, None, reason, run_dir)

@@ -15,10 +15,9 @@ from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
-RESULTS_FILE = "optimization_results.yaml"
-TRIALS_FILE = "trials.csv"
-BEST_OVERRIDES_FILE = "best_overrides.txt"
-OVERRIDES_ATTR = "overrides"  # user attr: the trial's overrides that re-run it (no sweeper plumbing)
+from runs import attrs
+from runs.files import BEST_OVERRIDES_FILE, SWEEP_RESULTS_FILE, TRIALS_FILE
+
 
 _STATE_STYLE = {TrialState.COMPLETE: "green", TrialState.PRUNED: "yellow", TrialState.FAIL: "red"}
 _console = Console(highlight=False)
@@ -32,14 +31,14 @@ def print_progress(
     style = _STATE_STYLE.get(trial.state, "white")
     value = ", ".join(f"{v:.4g}" for v in trial.values) if trial.values else "-"
     params = " ".join(changes)
-    ablation = trial.user_attrs.get("ablation")
+    ablation = trial.user_attrs.get(attrs.ABLATION)
     line = f"[{finished}/{n_trials}] trial {trial.number} [{style}]{trial.state.name}[/{style}] {value}"
     if ablation:
         line += f" (ablation: {ablation})"
     line += f" | {params or 'base config'}"
     if best is not None:
         line += f" | best {best.value:.4g} (trial {best.number})"
-    reason = trial.user_attrs.get("reason")
+    reason = trial.user_attrs.get(attrs.REASON)
     if reason and trial.state != TrialState.COMPLETE:
         line += f" | {reason}"
     _console.print(line, soft_wrap=True)
@@ -50,7 +49,7 @@ def write_outputs(study: optuna.Study, sweep_dir: str) -> dict[str, Path]:
     directory = Path(sweep_dir)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
-        "results": directory / RESULTS_FILE,
+        "results": directory / SWEEP_RESULTS_FILE,
         "trials": directory / TRIALS_FILE,
         "best_overrides": directory / BEST_OVERRIDES_FILE,
     }
@@ -58,7 +57,7 @@ def write_outputs(study: optuna.Study, sweep_dir: str) -> dict[str, Path]:
     ranked_trials(study).to_csv(paths["trials"], index=False)
     best = best_trials(study)
     if best:
-        overrides = ["hydra.mode=RUN", *best[0].user_attrs.get(OVERRIDES_ATTR, [])]
+        overrides = ["hydra.mode=RUN", *best[0].user_attrs.get(attrs.OVERRIDES, [])]
         paths["best_overrides"].write_text("\n".join(overrides) + "\n")
     return paths
 

@@ -12,7 +12,8 @@ from optuna.samplers import GridSampler
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from sweeper.trial_attrs import PROCESS_ATTR, REASON_ATTR
+from runs import attrs
+
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def fail_trials_of_dead_processes(study: optuna.Study, process: str) -> None:
     runs nothing between batches): FAIL, and their parameters queued again."""
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.user_attrs.get(PROCESS_ATTR)
+        owner = trial.user_attrs.get(attrs.PROCESS)
         if owner is None or owner.rsplit(":", 1)[0] != host:
             continue
         if owner == process or not _process_alive(int(owner.rsplit(":", 1)[1])):
@@ -44,7 +45,7 @@ def abandon(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
     """FAIL with `reason`, and the same parameters queued again."""
     # the trial may belong to another (dead) process: write through the storage, not a Trial object,
     # whose construction would run the sampler's before_trial
-    study._storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
+    study._storage.set_trial_user_attr(trial._trial_id, attrs.REASON, reason)
     tell(study, trial.number, TrialState.FAIL, None)
     RetryFailedTrialCallback()(study, study.get_trials(deepcopy=False)[trial.number])
 

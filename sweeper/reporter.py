@@ -9,7 +9,8 @@ from __future__ import annotations
 import optuna
 from optuna.pruners import BasePruner, NopPruner
 
-from sweeper.storage import open_storage, storage_url_from_env
+from runs.storage import open_storage
+from sweeper.storage import storage_url_from_env
 
 
 class TrialReporter:

@@ -26,25 +26,18 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.samplers import GridSampler
 from optuna.trial import Trial, TrialState
 
+from runs import attrs
+from runs.storage import mask_password, open_storage, storage_lock
 from sweeper import preflight
 from sweeper.ablation import enqueue_ablations
 from sweeper.devices import plan_devices, visible_gpus
 from sweeper.outcome import job_outcome, trial_outcome
-from sweeper.outputs import OVERRIDES_ATTR, best_trials, print_progress, write_outputs
+from sweeper.outputs import best_trials, print_progress, write_outputs
 from sweeper.overrides import render_override
 from sweeper.preflight import SpaceExtender
 from sweeper.recovery import abandon, budget_trials, fail_trials_of_dead_processes, tell
 from sweeper.search_space import SearchSpace, build_search_space
-from sweeper.storage import STORAGE_ENV, mask_password, open_storage, resolve_storage_url, storage_lock
-from sweeper.trial_attrs import (
-    ABLATION_ATTR,
-    PROCESS_ATTR,
-    REASON_ATTR,
-    RUN_DIRS_ATTR,
-    SEEDS_VALUES_ATTR,
-    SPREAD_ATTR,
-    UNIT_ATTR,
-)
+from sweeper.storage import STORAGE_ENV, resolve_storage_url
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +120,7 @@ class StudyLoop:
         study = self._open_study(url, space)
         unit = OmegaConf.select(self.config, "smoothing.unit")
         if unit is not None:
-            study.set_user_attr(UNIT_ATTR, str(unit))
+            study.set_user_attr(attrs.UNIT, str(unit))
         with storage_lock(url):
             enqueue_ablations(study, self.ablations, space, extender, self.config, self.n_trials)
         try:
@@ -180,7 +173,7 @@ class StudyLoop:
             others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if not others:
                 return
-            owners = sorted({t.user_attrs.get(PROCESS_ATTR, "?") for t in others})
+            owners = sorted({t.user_attrs.get(attrs.PROCESS, "?") for t in others})
             log.info(f"Waiting for {len(others)} trial(s) running in other sweep processes: {', '.join(owners)}")
             time.sleep(WAIT_FOR_OTHERS_S)
 
@@ -192,7 +185,7 @@ class StudyLoop:
         batch = []
         for _ in range(room):
             trial = study.ask()  # queued trials first (ablation, re-runs), then the sampler
-            trial.set_user_attr(PROCESS_ATTR, self.process)
+            trial.set_user_attr(attrs.PROCESS, self.process)
             batch.append((trial, self._suggest(study, trial, space, extender)))
         return batch
 
@@ -201,7 +194,7 @@ class StudyLoop:
     ) -> list[str]:
         """Chooses the trial's values and returns the overrides that re-run it. An ablation trial sets
         only its remedy's parameters; everything else stays as the base config has it."""
-        ablation = trial.user_attrs.get(ABLATION_ATTR)
+        ablation = trial.user_attrs.get(attrs.ABLATION)
         fixed = study.get_trials(deepcopy=False)[trial.number].system_attrs.get("fixed_params", {})
         for name, distribution in space.distributions.items():
             if ablation is None or name in fixed:
@@ -212,7 +205,7 @@ class StudyLoop:
         overrides = list(space.fixed)
         overrides += [render_override(name, value) for name, value in trial.params.items()]
         overrides += [render_override(name, value) for name, value in derived.items()]
-        trial.set_user_attr(OVERRIDES_ATTR, overrides)
+        trial.set_user_attr(attrs.OVERRIDES, overrides)
         return overrides
 
     def _job_overrides(self, trial: Trial, overrides: list[str], repeat: int, device: str | None) -> list[str]:
@@ -223,7 +216,7 @@ class StudyLoop:
             job.append(render_override(self.seed_key, seed))
             run_name += f"-seed{seed}"
         if "trial" in self.config and len(self.directions) == 1:  # Optuna prunes single-objective studies only
-            prunable = self.prune_ablations or ABLATION_ATTR not in trial.user_attrs
+            prunable = self.prune_ablations or attrs.ABLATION not in trial.user_attrs
             reporter = {
                 "_target_": REPORTER_TARGET,
                 "study_name": self.study_name,
@@ -260,11 +253,11 @@ class StudyLoop:
         for index, (trial, overrides) in enumerate(batch):
             returned = returns[index * self.repeats : (index + 1) * self.repeats]
             outcome = trial_outcome([job_outcome(job, len(self.directions)) for job in returned])
-            trial.set_user_attr(RUN_DIRS_ATTR, outcome.run_dirs)
-            trial.set_user_attr(REASON_ATTR, outcome.reason)
+            trial.set_user_attr(attrs.RUN_DIRS, outcome.run_dirs)
+            trial.set_user_attr(attrs.REASON, outcome.reason)
             if outcome.spread is not None:
-                trial.set_user_attr(SEEDS_VALUES_ATTR, outcome.values_per_seed)
-                trial.set_user_attr(SPREAD_ATTR, outcome.spread)
+                trial.set_user_attr(attrs.VALUES_PER_SEED, outcome.values_per_seed)
+                trial.set_user_attr(attrs.SPREAD, outcome.spread)
             tell(study, trial, outcome.state, outcome.values)
             finished = sum(1 for t in budget_trials(study) if t.state.is_finished())
             best = best_trials(study) if len(self.directions) == 1 else []
@@ -275,7 +268,7 @@ class StudyLoop:
     def _check_failure_rate(self, study: optuna.Study) -> None:
         failed = [t for t in budget_trials(study) if t.state == TrialState.FAIL]
         if len(failed) > self.max_failure_rate * self.n_trials:
-            reasons = "; ".join(f"trial {t.number}: {t.user_attrs.get(REASON_ATTR)}" for t in failed[-3:])
+            reasons = "; ".join(f"trial {t.number}: {t.user_attrs.get(attrs.REASON)}" for t in failed[-3:])
             raise SweepStopped(
                 f"{len(failed)} of n_trials={self.n_trials} trials failed, more than "
                 f"max_failure_rate={self.max_failure_rate} allows; the sweep stopped. Last reasons: {reasons}. "

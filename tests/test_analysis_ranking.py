@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from analysis import AnalysisInputError, diagnose, load_runs, objective_from_metrics, rank_runs
-from analysis.records import read_jsonl
+from analysis import AnalysisInputError, diagnose, load_runs, rank_runs
 from analysis.sweep import ablation_effects, param_importances
 from analysis.synthetic import synthetic_losses, write_run_dir
+from runs.jsonl import read_jsonl
+from runs.smoothing import objective_from_metrics
 
 LLAMAFACTORY = Path(__file__).parent / "fixtures" / "llamafactory"
 

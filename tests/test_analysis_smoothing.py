@@ -4,17 +4,16 @@ import math
 
 import pytest
 
-from analysis import (
+from analysis import load_runs, rank_runs
+from analysis.synthetic import synthetic_losses, write_run_dir
+from runs.jsonl import read_jsonl
+from runs.smoothing import (
     llamafactory_smooth,
     llamafactory_weight,
-    load_runs,
     objective_from_metrics,
-    rank_runs,
     time_constant_ema,
     value_at_budget,
 )
-from analysis.records import read_jsonl
-from analysis.synthetic import synthetic_losses, write_run_dir
 
 
 def test_llamafactory_smoothing_three_points_by_hand():

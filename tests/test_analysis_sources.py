@@ -74,7 +74,7 @@ def test_unknown_study_or_missing_storage_is_a_clear_error(tmp_path):
     with pytest.raises(AnalysisInputError, match="no such SQLite file"):
         load_runs(storage=f"sqlite:///{tmp_path / 'missing.db'}")
     assert not (tmp_path / "missing.db").exists()
-    with pytest.raises(AnalysisInputError, match="no such storage file"):
+    with pytest.raises(AnalysisInputError, match="no such journal file"):
         load_runs(storage=str(tmp_path / "missing.journal"))
 
 

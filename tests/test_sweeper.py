@@ -21,9 +21,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
+from runs.storage import mask_password, open_storage
 from sweeper.devices import plan_devices
 from sweeper.search_space import SearchSpaceError, build_search_space
-from sweeper.storage import mask_password, open_storage
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's retry helpers
 

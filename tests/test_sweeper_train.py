@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import run_train
+from conftest import ROOT, run_train
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
@@ -54,3 +54,38 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path,
     assert by_lr[1e30].state == TrialState.FAIL
     assert "loss became nan" in by_lr[1e30].user_attrs["reason"]
     assert by_lr[2e-3].state == TrialState.COMPLETE
+
+
+def rank_json(tmp_path: Path, name: str, *args: str) -> dict:
+    """`python -m analysis rank ARGS --json FILE`, read back."""
+    out = tmp_path / f"{name}.json"
+    subprocess.run([sys.executable, "-m", "analysis", "rank", *args, "--json", str(out)], cwd=ROOT,
+                   capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.read_text())
+
+
+def test_analysis_ranks_a_real_sweep_from_its_folder_and_from_its_storage(tmp_path, cache_dir):
+    """The run contract end to end: what the sweeper and train.py write is what the analysis reads, so a
+    renamed user attr, result.json field or run-dir file breaks this test."""
+    run_train(["sweep=notes_quickstart", "experiment=quickstart", "hydra.sweeper.n_trials=3",
+               "trainer.max_samples_seen=48", "trainer.logging_steps=1", "task.val_size=0"], tmp_path, cache_dir)
+    storage = tmp_path / "sweeps" / "notes-demo-tiny.db"
+    trials = optuna.load_study(study_name="notes-demo-tiny", storage=f"sqlite:///{storage}").get_trials()
+    values = {f"trial-{t.number}": t.value for t in trials}
+    (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
+
+    from_folder = rank_json(tmp_path, "folder", str(sweep_dir))
+    from_storage = rank_json(tmp_path, "storage", "--storage", str(storage))
+    merged = rank_json(tmp_path, "merged", str(sweep_dir), "--storage", str(storage))
+    for ranking in (from_folder, from_storage, merged):
+        rows = {row["run"]: row for row in ranking["rows"]}
+        # trials named through the run_dirs attr (trials.csv, the storage) or by the study itself
+        assert set(rows) == set(values)
+        assert all(row["state"] == "completed" for row in rows.values())
+        assert {name: rows[name]["smoothed_loss"] for name in values} == pytest.approx(values, rel=1e-6)
+        assert {effect["remedy"] for effect in ranking["ablation"]} == {"larger_batch", "lower_lr"}
+    for ranking in (from_folder, merged):  # the run dirs' loss curves and resolved params
+        rows = {row["run"]: row for row in ranking["rows"]}
+        assert {row["source"] for row in rows.values()} == {"rundir"}
+        assert rows["trial-1"]["trainer.per_device_batch_size"] == 16
+        assert rows["trial-2"]["optimizer.lr"] == pytest.approx(1e-3)

@@ -11,7 +11,7 @@ from conftest import ROOT, run_train
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from analysis.smoothing import objective_from_metrics
+from runs.smoothing import objective_from_metrics
 from sft.checks import check_config
 from sft.errors import ConfigError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from analysis.smoothing import llamafactory_smooth
+from runs.smoothing import llamafactory_smooth
 
 LLAMAFACTORY_COLOR = "#1f77b4"
 

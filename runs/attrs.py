@@ -1,0 +1,18 @@
+"""The Optuna user-attr keys the sweeper writes and the analysis reads."""
+from __future__ import annotations
+
+# a trial's user attrs
+ABLATION = "ablation"  # the remedy an enqueued trial tries alone, or BASELINE
+BASELINE = "baseline"
+OVERRIDES = "overrides"  # the trial's overrides that re-run it (no sweeper plumbing)
+PROCESS = "process"  # host:pid of the sweep process that runs the trial
+REASON = "reason"  # why a trial was pruned or failed
+RUN_DIRS = "run_dirs"  # the run dir of each repeat
+RUN_DIR = "run_dir"  # a single run dir, as other tools name it
+SPREAD = "spread"  # sample standard deviation of the value over repeats, per objective
+VALUES_PER_SEED = "values_per_seed"  # each repeat's value(s)
+EVAL_LOSS = "eval_loss"
+
+# a study's user attrs
+UNIT = "unit"  # what intermediate steps count (samples or tokens)
+ABLATIONS_ENQUEUED = "ablations_enqueued"  # the ablation was queued once

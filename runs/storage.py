@@ -1,0 +1,109 @@
+"""A study's storage from its URL: the one place that parses and opens the URLs the sweeper writes to
+and the analysis reads from.
+
+`journal:<path>` is an Optuna JournalFileBackend file (safe on a shared disk); anything else with `://`
+is a SQLAlchemy URL for Optuna's RDBStorage (sqlite:///path.db, postgresql://user:password@host/db).
+Optuna is imported only when a storage is opened.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+JOURNAL_PREFIX = "journal:"
+SQLITE_PREFIX = "sqlite:///"
+JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")  # a bare path with one of these is a journal file
+SQLITE_BUSY_TIMEOUT_S = 60  # several processes write one SQLite file; wait for the lock, don't fail
+# not ".lock": Optuna's journal file backend takes `<file>.lock` for its own (symlink) lock
+LOCK_SUFFIX = ".sweep-lock"
+URL_FORMS = "sqlite:///path.db, journal:path/to/file.log or postgresql://user:password@host/db"
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+class StorageError(ValueError):
+    """A storage that cannot be opened; the message names it (password masked) and the fix."""
+
+
+def mask_password(url: str) -> str:
+    """The URL as it may be printed or logged: `postgresql://user:***@host/db`."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+def storage_file(url: str) -> Path | None:
+    """The file behind a file-backed storage (SQLite or journal), else None (a database server)."""
+    if url.startswith(JOURNAL_PREFIX):
+        return Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
+    if url.startswith(SQLITE_PREFIX):
+        return Path(url[len(SQLITE_PREFIX) :])
+    return None
+
+
+def as_url(storage: str) -> str:
+    """A URL for a URL or a bare file path: `x.db` is SQLite, `x.log` / `.jsonl` / `.journal` a journal."""
+    if storage.startswith(JOURNAL_PREFIX) or "://" in storage:
+        return storage
+    path = Path(storage)
+    if path.suffix in JOURNAL_SUFFIXES:
+        return f"{JOURNAL_PREFIX}{path}"
+    if path.suffix == ".db":
+        return f"{SQLITE_PREFIX}{path}"
+    raise StorageError(
+        f"{storage}: not a storage Optuna can open; give a URL ({URL_FORMS}), a .db file or a journal file "
+        f"ending in {', '.join(JOURNAL_SUFFIXES)}"
+    )
+
+
+def open_storage(storage: str, create: bool = True) -> Any:
+    """An Optuna storage for a URL or file path. create=False (reading a study) refuses a file that does
+    not exist, since Optuna would silently create an empty storage there."""
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = as_url(storage)
+    file = storage_file(url)
+    if file is not None and not create and not file.is_file():
+        kind = "journal" if url.startswith(JOURNAL_PREFIX) else "SQLite"
+        raise StorageError(f"{mask_password(storage)}: no such {kind} file {file}; check the path")
+    if url.startswith(JOURNAL_PREFIX):
+        assert file is not None
+        file.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(file)))
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith("sqlite") else None
+    try:
+        if not create:
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        # two sweep processes starting at once would both create the schema (alembic_version UNIQUE error)
+        with storage_lock(url):
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (ImportError, ValueError, SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StorageError(f"cannot open the Optuna storage {mask_password(url)}: {message}. Give it as {URL_FORMS}") from None
+
+
+@contextmanager
+def storage_lock(url: str) -> Iterator[None]:
+    """An exclusive lock shared by every process on this machine that uses `url`: held while a sweep
+    process counts the study's trials and asks for new ones, so that processes together start exactly
+    n_trials. Beside the file for file storages (works across machines where the shared disk honours
+    flock); in the temp dir for database servers (then exact only among processes on one machine)."""
+    file = storage_file(url)
+    if file is not None:
+        lock_path = file.with_name(file.name + LOCK_SUFFIX)
+    else:
+        digest = hashlib.sha1(url.encode()).hexdigest()[:16]
+        lock_path = Path(tempfile.gettempdir()) / f"lorasweep-{digest}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
