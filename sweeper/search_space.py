@@ -21,6 +21,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from sweeper.errors import SweepError
 from sweeper.overrides import override_key, render_override
 
 SUPPORTED_FORMS = (
@@ -29,7 +30,7 @@ SUPPORTED_FORMS = (
 )
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(SweepError):
     """A parameter of the search space that cannot become an Optuna distribution."""
 
 

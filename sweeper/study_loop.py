@@ -29,6 +29,7 @@ from optuna.trial import Trial, TrialState
 from sweeper import preflight
 from sweeper.ablation import enqueue_ablations
 from sweeper.devices import plan_devices, visible_gpus
+from sweeper.errors import SweepError, SweepStopped
 from sweeper.outcome import job_outcome, trial_outcome
 from sweeper.outputs import OVERRIDES_ATTR, best_trials, print_progress, write_outputs
 from sweeper.overrides import render_override
@@ -50,10 +51,6 @@ log = logging.getLogger(__name__)
 
 REPORTER_TARGET = "sweeper.reporter.TrialReporter"
 WAIT_FOR_OTHERS_S = 2.0  # poll interval while other processes finish the study's last trials
-
-
-class SweepStopped(RuntimeError):
-    """The sweep stopped on purpose (too many failures); the message says why and what to change."""
 
 
 class StudyLoop:
@@ -155,7 +152,7 @@ class StudyLoop:
         )
         stored = [d.name.lower() for d in study.directions]
         if stored != [d.lower() for d in self.directions]:
-            raise ValueError(
+            raise SweepError(
                 f"study {self.study_name!r} in {mask_password(url)} was created with direction(s) {stored}, "
                 f"not {self.directions}; use another hydra.sweeper.study_name or the stored direction"
             )

@@ -9,4 +9,3 @@ RUN_DIRS_ATTR = "run_dirs"
 SPREAD_ATTR = "spread"  # user attr: sample standard deviation of the value over repeats
 SEEDS_VALUES_ATTR = "values_per_seed"  # user attr: each repeat's value
 UNIT_ATTR = "unit"  # study user attr: what intermediate steps count (samples or tokens), for analysis
-ABLATIONS_ENQUEUED_ATTR = "ablations_enqueued"  # study user attr: the ablation was queued once

@@ -228,6 +228,18 @@ def test_ablation_trials_run_first_each_on_top_of_the_baseline(tmp_path):
     assert set(trials[3].params) == {"x", "shape"}
 
 
+def test_a_kill_while_the_ablation_is_queued_then_a_resume_queues_each_remedy_once(tmp_path):
+    ablations = "++hydra.sweeper.ablations={move_x:{x:0.9},other_shape:{shape:ridge},far_x:{x:0.1}}"
+    (tmp_path / "sweeps").mkdir()
+    study = optuna.create_study(study_name="lorasweep", storage=open_storage(f"sqlite:///{tmp_path}/sweeps/lorasweep.db"))
+    # what a process killed after its second enqueue_trial leaves behind
+    study.enqueue_trial(params={}, user_attrs={"ablation": "baseline"})
+    study.enqueue_trial(params={"x": 0.9}, user_attrs={"ablation": "move_x"})
+    sweep(tmp_path, "x=interval(0.0, 1.0)", "shape=bowl,ridge", "hydra.sweeper.n_trials=6", ablations)
+    names = [t.user_attrs.get("ablation") for t in load(tmp_path).get_trials()]
+    assert names == ["baseline", "move_x", "other_shape", "far_x", None, None]
+
+
 def test_a_nan_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 0.5)", "nan_above=0.8", "hydra.sweeper.n_trials=4",
           "++hydra.sweeper.ablations={diverge:{x:0.9}}")
