@@ -8,7 +8,6 @@ the pruning reports and the ranking use.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from analysis.loss_plot import plot_llamafactory_loss
 from analysis.smoothing import default_time_constant, objective_from_metrics
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
 from sft.checks import check_config
+from sft.ending import ending_recorded, write_result
 from sft.errors import ConfigError, TrainingFailed
 
 log = logging.getLogger(__name__)
@@ -30,18 +30,14 @@ log = logging.getLogger(__name__)
 def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train one run into run_dir and return its result.json content (status completed or pruned).
 
-    Raises ConfigError / DataError for bad input and TrainingFailed for a non-finite loss, after
-    writing result.json with status "failed" and the reason.
+    Raises ConfigError / DataError for bad input, OSError for an I/O error and TrainingFailed for a
+    non-finite loss, after writing result.json with status "failed" and the reason; Ctrl-C and SIGTERM
+    leave status "interrupted" (sft.ending).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "result.json").unlink(missing_ok=True)  # a resumed run dir may hold an earlier ending
-    try:
+    with ending_recorded(run_dir, cfg.objective):
         return _train(cfg, run_dir, reporter)
-    except (ValueError, TrainingFailed) as error:
-        if not (run_dir / "result.json").is_file():
-            write_result(run_dir, {"status": "failed", "reason": str(error), "objective": None, "objective_name": cfg.objective})
-        raise
 
 
 def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[str, Any]:
@@ -51,7 +47,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
 
     from sft.batching import batching_for
     from sft.data import prepare_datasets
-    from sft.model import load_model, load_tokenizer, resolve_precision
+    from sft.model import check_vocab, load_model, load_tokenizer, resolve_precision
     from sft.trainer import SFTTrainer
 
     started = time.time()
@@ -65,6 +61,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     log.info("data: %s", data.counts)
     batching = batching_for(cfg.trainer, cfg.model.attn_implementation, tokenizer.pad_token_id, data.train, int(cfg.task.cutoff_len))
     model = load_model(cfg.model, cfg.lora, precision, cache_dir, bool(cfg.trainer.gradient_checkpointing), batching.attn_implementation)
+    check_vocab(tokenizer, model)
 
     budget = plan_budget(cfg.trainer, len(data.train), batching.samples_per_row)
     unit = cfg.smoothing.unit
@@ -249,10 +246,3 @@ def start_wandb(cfg: DictConfig, run_dir: Path) -> Any:
         mode=mode,
         notes=str(run_dir),
     )
-
-
-def write_result(run_dir: Path, result: dict[str, Any]) -> None:
-    path = run_dir / "result.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
-    os.replace(temporary, path)
