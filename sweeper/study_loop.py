@@ -30,6 +30,7 @@ from sweeper import preflight
 from sweeper.ablation import enqueue_ablations
 from sweeper.devices import plan_devices, visible_gpus
 from sweeper.errors import SweepError, SweepStopped
+from sweeper.no_repeats import TWIN_ATTR, claim_stream, finished_twin, stream_seed
 from sweeper.outcome import job_outcome, trial_outcome
 from sweeper.outputs import OVERRIDES_ATTR, best_trials, print_progress, write_outputs
 from sweeper.overrides import render_override
@@ -140,16 +141,20 @@ class StudyLoop:
         preflight.check_sampler_package(sampler_conf["_target_"])
         if sampler_conf["_target_"].endswith("GridSampler") and not sampler_conf.get("search_space"):
             sampler_conf["search_space"] = space.grid()
-        sampler = instantiate(sampler_conf)
         pruner = instantiate(OmegaConf.to_container(self.pruner_conf, resolve=True))
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=open_storage(url),
-            sampler=sampler,
-            pruner=pruner,
-            directions=self.directions,
-            load_if_exists=True,
-        )
+        storage = open_storage(url)
+        with storage_lock(url):
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=storage,
+                pruner=pruner,
+                directions=self.directions,
+                load_if_exists=True,
+            )
+            stream = claim_stream(study)
+        sampler_conf["seed"] = stream_seed(sampler_conf.get("seed"), stream)
+        sampler = instantiate(sampler_conf)
+        study.sampler = sampler
         stored = [d.name.lower() for d in study.directions]
         if stored != [d.lower() for d in self.directions]:
             raise SweepError(
@@ -158,7 +163,10 @@ class StudyLoop:
             )
         finished = sum(1 for t in budget_trials(study) if t.state.is_finished())
         log.info(f"Study {self.study_name!r} in {mask_password(url)}: {finished} of {self.n_trials} trials done")
-        log.info(f"Sampler: {type(sampler).__name__}, pruner: {type(pruner).__name__}, direction(s): {stored}")
+        log.info(
+            f"Sampler: {type(sampler).__name__} (seed {sampler_conf['seed']}, stream {stream}), "
+            f"pruner: {type(pruner).__name__}, direction(s): {stored}"
+        )
         return study
 
     # --- the loop ----------------------------------------------------------------------------------------
@@ -241,7 +249,11 @@ class StudyLoop:
     def _launch(
         self, study: optuna.Study, space: SearchSpace, batch: list[tuple[Trial, list[str]]], devices: list[str] | None
     ) -> None:
-        """Runs one batch and tells Optuna each trial's end."""
+        """Runs one batch and tells Optuna each trial's end; a trial whose overrides already ran takes
+        that run's result instead of training again."""
+        batch = [(trial, overrides) for trial, overrides in batch if not self._settled_by_twin(study, space, trial, overrides)]
+        if not batch:
+            return
         jobs = []
         for trial, overrides in batch:
             for repeat in range(self.repeats):
@@ -263,11 +275,24 @@ class StudyLoop:
                 trial.set_user_attr(SEEDS_VALUES_ATTR, outcome.values_per_seed)
                 trial.set_user_attr(SPREAD_ATTR, outcome.spread)
             tell(study, trial, outcome.state, outcome.values)
-            finished = sum(1 for t in budget_trials(study) if t.state.is_finished())
-            best = best_trials(study) if len(self.directions) == 1 else []
-            changes = overrides[len(space.fixed) :]
-            frozen = study.get_trials(deepcopy=False)[trial.number]
-            print_progress(frozen, changes, finished, self.n_trials, best[0] if best else None)
+            self._print_progress(study, space, trial, overrides)
+
+    def _settled_by_twin(self, study: optuna.Study, space: SearchSpace, trial: Trial, overrides: list[str]) -> bool:
+        twin = finished_twin(study, overrides, trial.number)
+        if twin is None:
+            return False
+        trial.set_user_attr(TWIN_ATTR, twin.number)
+        trial.set_user_attr(RUN_DIRS_ATTR, twin.user_attrs.get(RUN_DIRS_ATTR, []))
+        trial.set_user_attr(REASON_ATTR, f"same overrides as trial {twin.number}: its result, not trained again")
+        tell(study, trial, twin.state, twin.values if twin.state == TrialState.COMPLETE else None)
+        self._print_progress(study, space, trial, overrides)
+        return True
+
+    def _print_progress(self, study: optuna.Study, space: SearchSpace, trial: Trial, overrides: list[str]) -> None:
+        finished = sum(1 for t in budget_trials(study) if t.state.is_finished())
+        best = best_trials(study) if len(self.directions) == 1 else []
+        frozen = study.get_trials(deepcopy=False)[trial.number]
+        print_progress(frozen, overrides[len(space.fixed) :], finished, self.n_trials, best[0] if best else None)
 
     def _check_failure_rate(self, study: optuna.Study) -> None:
         failed = [t for t in budget_trials(study) if t.state == TrialState.FAIL]

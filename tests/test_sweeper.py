@@ -240,6 +240,36 @@ def test_a_kill_while_the_ablation_is_queued_then_a_resume_queues_each_remedy_on
     assert names == ["baseline", "move_x", "other_shape", "far_x", None, None]
 
 
+def trained_overrides(study: optuna.Study) -> list[list[str]]:
+    """The overrides of every trial that trained (not a copy of a finished twin)."""
+    return [t.user_attrs["overrides"] for t in study.get_trials() if "copy_of" not in t.user_attrs
+            and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def test_a_proposal_equal_to_a_finished_trial_takes_its_result_instead_of_training(tmp_path):
+    sweep(tmp_path, "x=choice(0.1, 0.2)", "hydra/sweeper/sampler=random", "hydra.sweeper.seed=1",
+          "hydra.sweeper.n_trials=5", "hydra.sweeper.pruner.n_startup_trials=10")
+    trials = load(tmp_path).get_trials()
+    trained = trained_overrides(load(tmp_path))
+    assert len(trials) == 5 and len(trained) == len({tuple(o) for o in trained}) <= 2
+    copies = [t for t in trials if "copy_of" in t.user_attrs]
+    assert copies and all(t.value == trials[t.user_attrs["copy_of"]].value for t in copies)
+
+
+@pytest.mark.slow
+def test_a_seeded_study_trains_no_parameter_set_twice_over_resumes_and_concurrent_processes(tmp_path):
+    common = ["x=interval(0.0, 1.0)", "shape=bowl,ridge", "hydra.sweeper.seed=0", "hydra/sweeper/pruner=none"]
+    for n_trials in (2, 4, 6, 8, 10):  # the first run, then 4 resumes, each a new process
+        sweep(tmp_path, *common, f"hydra.sweeper.n_trials={n_trials}")
+    processes = [sweep(tmp_path, *common, "hydra.sweeper.n_trials=14", "sleep_s=0.05", wait=False) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stdout.read()
+    study = load(tmp_path)
+    trained = trained_overrides(study)
+    assert len(counted(study)) == 14
+    assert len(trained) == len({tuple(o) for o in trained}) == 14  # distinct streams: not even a copy
+
+
 def test_a_nan_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 0.5)", "nan_above=0.8", "hydra.sweeper.n_trials=4",
           "++hydra.sweeper.ablations={diverge:{x:0.9}}")
