@@ -64,7 +64,7 @@ def check_sampler_package(sampler_target: str) -> None:
     if package is not None and importlib.util.find_spec(package) is None:
         raise SweepError(
             f"{sampler_class} needs the `{package}` package, which is not installed: pip install {package} "
-            f"(or pip install -e '.[samplers]'), or choose another hydra/sweeper/sampler"
+            f"(or pip install -e '.[samplers]'), or choose another hydra/sweeper/lorasweep_sampler"
         )
 
 
