@@ -107,6 +107,13 @@ def test_bad_input_is_refused_before_torch_is_imported(tmp_path):
     assert json.loads((tmp_path / "r" / "result.json").read_text())["status"] == "failed"
 
 
+def test_help_says_what_it_is_and_lists_the_groups_and_examples(tmp_path):
+    result = run(["--help"], tmp_path)
+    assert result.returncode == 0
+    assert "lorasweep: LoRA SFT" in result.stdout and "scheduler: constant_with_warmup" in result.stdout
+    assert result.stdout.count("python train.py") >= 3
+
+
 @pytest.mark.slow
 def test_a_tokenizer_larger_than_the_embeddings_is_refused_before_training(tmp_path):
     run_dir = tmp_path / "run"
