@@ -158,6 +158,9 @@ class LorasweepSweeperConf:
     direction: Any = "minimize"  # or a list for a multi-objective study
     n_trials: int = 20  # a total for the study: a resumed study stops at n_trials, not n_trials more
     n_jobs: int = 1  # trials launched at once (the launcher decides whether they run in parallel)
+    # a RUNNING trial whose sweep process has not renewed its lease for this long (any host) is marked
+    # FAIL and its parameters run again; the owner renews every quarter of it
+    lease_grace_s: float = 300.0
     max_failure_rate: float = 0.25  # stop once failed trials exceed this fraction of n_trials
     seed: Optional[int] = None  # the sampler's seed
     repeats: int = 1  # jobs per parameter set, with trainer seeds seed_key + 0..repeats-1

@@ -35,7 +35,7 @@ from sweeper.outcome import job_outcome, trial_outcome
 from sweeper.outputs import OVERRIDES_ATTR, best_trials, print_progress, write_outputs
 from sweeper.overrides import render_override
 from sweeper.preflight import SpaceExtender
-from sweeper.recovery import abandon, budget_trials, fail_trials_of_dead_processes, tell
+from sweeper.recovery import LeaseKeeper, abandon, budget_trials, fail_trials_of_dead_processes, renew_lease, tell
 from sweeper.search_space import SearchSpace, build_search_space
 from sweeper.storage import STORAGE_ENV, mask_password, open_storage, resolve_storage_url, storage_lock
 from sweeper.trial_attrs import (
@@ -77,12 +77,15 @@ class StudyLoop:
         ablations: Mapping[str, Any] | None,
         prune_ablations: bool,
         gpus: list[int] | None,
+        lease_grace_s: float,
     ) -> None:
         for name, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("repeats", repeats)):
             if value < 1:
                 raise ValueError(f"hydra.sweeper.{name} must be >= 1, got {value}")
         if not 0.0 <= max_failure_rate <= 1.0:
             raise ValueError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate}")
+        if lease_grace_s <= 0:
+            raise ValueError(f"hydra.sweeper.lease_grace_s must be > 0, got {lease_grace_s}")
         self.sampler_conf = sampler
         self.pruner_conf = pruner
         self.study_name = study_name
@@ -101,6 +104,7 @@ class StudyLoop:
         self.ablations = OmegaConf.to_container(ablations, resolve=True) if OmegaConf.is_config(ablations) else ablations
         self.prune_ablations = prune_ablations
         self.gpus = list(gpus) if gpus is not None else None
+        self.lease_grace_s = lease_grace_s
         self.process = f"{socket.gethostname()}:{os.getpid()}"
         self.job_idx = 0
 
@@ -176,7 +180,7 @@ class StudyLoop:
     ) -> None:
         while True:
             with storage_lock(url):
-                fail_trials_of_dead_processes(study, self.process)
+                fail_trials_of_dead_processes(study, self.process, self.lease_grace_s)
                 batch = [] if _grid_exhausted(study) else self._ask_batch(study, space, extender)
             if batch:
                 self._launch(study, space, batch, devices)
@@ -198,6 +202,7 @@ class StudyLoop:
         for _ in range(room):
             trial = study.ask()  # queued trials first (ablation, re-runs), then the sampler
             trial.set_user_attr(PROCESS_ATTR, self.process)
+            renew_lease(study, trial._trial_id)
             batch.append((trial, self._suggest(study, trial, space, extender)))
         return batch
 
@@ -260,7 +265,8 @@ class StudyLoop:
                 device = devices[len(jobs)] if devices else None
                 jobs.append(self._job_overrides(trial, overrides, repeat, device))
         try:
-            returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
+            with LeaseKeeper(study, [trial._trial_id for trial, _ in batch], self.lease_grace_s):
+                returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
         except KeyboardInterrupt:
             for trial, _ in batch:
                 abandon(study, study.get_trials(deepcopy=False)[trial.number], "interrupted (Ctrl-C)")

@@ -4,6 +4,7 @@ loop, the ablation queue and the recovery of abandoned trials, and read by analy
 ABLATION_ATTR = "ablation"  # user attr: the remedy an enqueued trial tries alone, or "baseline"
 BASELINE = "baseline"
 PROCESS_ATTR = "process"  # user attr: host:pid of the sweep process that runs the trial
+LEASE_ATTR = "lease_renewed_at"  # trial system attr: when the owning sweep process last renewed its lease (epoch s)
 REASON_ATTR = "reason"  # user attr: why a trial was pruned or failed
 RUN_DIRS_ATTR = "run_dirs"
 SPREAD_ATTR = "spread"  # user attr: sample standard deviation of the value over repeats

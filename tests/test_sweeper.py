@@ -332,6 +332,23 @@ def test_repeats_run_each_parameter_set_with_several_seeds(tmp_path):
 # --- resume and cooperation ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "journal"])
+def test_an_ownerless_trial_and_one_of_a_dead_process_on_another_host_are_reclaimed(tmp_path, backend):
+    storage = f"sqlite:///{tmp_path}/study.db" if backend == "sqlite" else f"journal:{tmp_path}/study.log"
+    study = optuna.create_study(study_name="lorasweep", storage=open_storage(storage))
+    study.ask({"x": FloatDistribution(0.0, 1.0)})  # killed between ask and recording its owner
+    elsewhere = study.ask({"x": FloatDistribution(0.0, 1.0)})
+    elsewhere.set_user_attr("process", "another-host:4242")
+    study._storage.set_trial_system_attr(elsewhere._trial_id, "lease_renewed_at", time.time() - 60)
+    time.sleep(1.5)
+    sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "hydra.sweeper.lease_grace_s=1", storage=storage)
+    trials = load(tmp_path, storage=storage).get_trials()
+    assert [t.state for t in trials[:2]] == [TrialState.FAIL, TrialState.FAIL]
+    assert "lease (owner none)" in trials[0].user_attrs["reason"]
+    assert "another-host:4242" in trials[1].user_attrs["reason"]
+    assert sum(t.state == TrialState.COMPLETE for t in counted(load(tmp_path, storage=storage))) == 3
+
+
 def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_path):
     command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=4", "sleep_s=0.25", "hydra/sweeper/lorasweep_pruner=none")
     process = sweep(tmp_path, *command, wait=False)
