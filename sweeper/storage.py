@@ -18,6 +18,9 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.exc import SQLAlchemyError
+
+from sweeper.errors import SweepError
 
 STORAGE_ENV = "LORASWEEP_STORAGE"
 JOURNAL_PREFIX = "journal:"
@@ -75,9 +78,10 @@ def open_storage(url: str) -> BaseStorage:
         # two sweep processes starting at once would both create the schema (alembic_version UNIQUE error)
         with storage_lock(url):
             return RDBStorage(url, engine_kwargs=engine_kwargs)
-    except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as error:
-        raise ValueError(
-            f"cannot open the Optuna storage {mask_password(url)}: {error}. Give hydra.sweeper.storage as "
+    except (ImportError, ValueError, optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
+        first_line = mask_password(str(error)).splitlines()[0]
+        raise SweepError(
+            f"cannot open the Optuna storage {mask_password(url)}: {first_line}. Give hydra.sweeper.storage as "
             f"sqlite:///path.db, journal:path/to/file.log or postgresql://user:password@host/db"
         ) from None
 

@@ -76,6 +76,7 @@ CASES = [
     ([*SWEEP, "optimizer.lr=interval(1e-5, 1e-4)", "+hydra.sweeper.ablations.x={optimizer.eps:1e-6}"],
      "hydra.sweeper.ablations.x"),
     ([*SWEEP, "nope.lr=interval(1e-5, 1e-4)"], "hydra.sweeper.params"),
+    ([*SWEEP, "optimizer.lr=interval(1e-5, 1e-4)", "hydra.sweeper.storage=foo://bar"], "hydra.sweeper.storage"),
 ]
 
 

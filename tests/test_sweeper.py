@@ -401,7 +401,7 @@ def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backe
 
 
 def test_joblib_trials_run_in_worker_processes_each_on_its_own_gpu(tmp_path):
-    sweep(tmp_path, "x=choice(0.3, 2.0)", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+    sweep(tmp_path, "x=interval(0.3, 2.0)", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.gpus=[0,1]",
           "hydra.sweeper.pruner.n_startup_trials=1")
     trials = load(tmp_path).get_trials()
