@@ -1,8 +1,10 @@
 """Train one LoRA run (or, with -m / sweep=..., many): `python train.py experiment=quickstart`.
 
 Thin on purpose: Hydra composes conf/train.yaml, the recipe in sft.train does the work, and the
-return value is the objective a Hydra sweeper optimises. A failed run has written result.json
-before its error is raised, so a multirun records it and goes on.
+return value is the objective a Hydra sweeper optimises. What needs no model (config values, data
+files) is checked before torch or transformers is imported. A failed run has written result.json
+before its error is raised, so a multirun records it and goes on; the console gets the one line that
+says what to fix, and the traceback goes to the run dir's log.
 """
 from __future__ import annotations
 
@@ -13,36 +15,64 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("train")
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 
 # conf/paths uses ${project_dir:} so the shipped demo data is found from any working directory
 OmegaConf.register_new_resolver("project_dir", lambda: str(Path(__file__).resolve().parent), replace=True)
+
+
+class JobFailed(CompactHydraException):
+    """A job of a multirun stopped by bad input or an error it reported: Hydra prints the message alone."""
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("cuda_visible_devices") is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(cfg.cuda_visible_devices)
-    from hydra.utils import instantiate
+    from sft.ending import USER_ERRORS, ending_recorded, reason_of
+    from sft.preflight import check_before_loading
 
-    from sft.errors import TrainingFailed
-    from sft.train import run_training
-
-    run_dir = HydraConfig.get().runtime.output_dir
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        reporter = instantiate(cfg.trial) if cfg.get("trial") else None
+        with ending_recorded(run_dir, cfg.objective):
+            check_before_loading(cfg)
+            reporter = _instantiate(cfg.trial) if cfg.get("trial") else None
+        from sft.train import run_training
+
         result = run_training(cfg, run_dir, reporter)
-    except (ValueError, TrainingFailed) as error:
+    except USER_ERRORS as error:
+        _log_traceback_to_file(error)
         if HydraConfig.get().mode == RunMode.RUN:
-            log.error("%s", error)
+            log.error("%s", reason_of(error))
             sys.exit(1)
-        raise
+        raise JobFailed(f"{reason_of(error)} (run dir {run_dir})") from None
     log.info("%s: %s = %s (run dir %s)", result["status"], result["objective_name"], result["objective"], run_dir)
     return result["objective"]
 
 
+def _instantiate(node: DictConfig) -> object:
+    from hydra.utils import instantiate
+
+    return instantiate(node)
+
+
+def _log_traceback_to_file(error: BaseException) -> None:
+    """The traceback, for whoever debugs the project, into the run dir's log file only (the console
+    shows the message)."""
+    record = logging.LogRecord(log.name, logging.DEBUG, __file__, 0, "traceback of the error", None,
+                               (type(error), error, error.__traceback__))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # result.json says "interrupted"; a traceback would add nothing
+        sys.exit(EXIT_INTERRUPTED)

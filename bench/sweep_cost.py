@@ -10,7 +10,7 @@ since TPE learns from pruned trials too: their bests then differ by the luck of 
 pruning. The random sampler draws the same parameters in both, so only the pruner's decisions differ:
 
     python -m bench.sweep_cost --pruner successive_halving --pruner-set min_resource=16 --n-trials 30 \
-        hydra.sweeper.ablations=null hydra/sweeper/sampler=random
+        hydra.sweeper.ablations=null hydra/sweeper/lorasweep_sampler=random
 
 The ablation trials (baseline and each remedy alone) run to the end in both settings, so they cost the
 same with and without the pruner; drop them to see the pruner's effect on the sampled trials alone.
@@ -83,7 +83,7 @@ def run_study(workdir: Path, cache: Path, pruner: str, seed: int, n_trials: int,
     name = f"cost-{pruner}-seed{seed}"
     command = [
         sys.executable, str(ROOT / "train.py"), "sweep=notes_quickstart", "experiment=quickstart",
-        f"hydra/sweeper/pruner={pruner}", f"hydra.sweeper.seed={seed}", f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra/sweeper/lorasweep_pruner={pruner}", f"hydra.sweeper.seed={seed}", f"hydra.sweeper.n_trials={n_trials}",
         f"hydra.sweeper.study_name={name}", *extra,
     ]
     env = {**os.environ, "PROJECT_ROOT": str(workdir), "LORASWEEP_CACHE": str(cache), "WANDB_MODE": "disabled"}

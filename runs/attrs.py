@@ -11,8 +11,11 @@ RUN_DIRS = "run_dirs"  # the run dir of each repeat
 RUN_DIR = "run_dir"  # a single run dir, as other tools name it
 SPREAD = "spread"  # sample standard deviation of the value over repeats, per objective
 VALUES_PER_SEED = "values_per_seed"  # each repeat's value(s)
+COPY_OF = "copy_of"  # the earlier trial with the same overrides whose result this one took, not trained again
 EVAL_LOSS = "eval_loss"
+
+# a trial's system attrs
+LEASE = "lease_renewed_at"  # when the owning sweep process last renewed its lease (epoch s)
 
 # a study's user attrs
 UNIT = "unit"  # what intermediate steps count (samples or tokens)
-ABLATIONS_ENQUEUED = "ablations_enqueued"  # the ablation was queued once

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,14 +24,13 @@ import pyarrow.compute as pc
 
 from sft.build_once import build_once
 from sft.errors import ConfigError, DataError
-from sft.formats import DatasetAttr, convert_row, dataset_attr, load_dataset_info, required_columns
+from sft.formats import FILE_TYPES, DatasetAttr, convert_row, data_files, dataset_attrs, required_columns
 from sft.slot_encoder import SlotEncoder
 from sft.template import IGNORE_INDEX, Template, build_supervised_example, get_template, turn_elements
 
 log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1  # bump when the encoding rules change, so old caches are not reused
-FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 SPECIAL_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 NO_LABELS = "no trainable label after cutoff"
 PROBE_ROWS = 200  # each data set's first rows, on which tiktoken must give the HF tokenizer's ids
@@ -46,21 +44,11 @@ class PreparedData:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
-def dataset_names(dataset: str | list[str]) -> list[str]:
-    names = dataset.split(",") if isinstance(dataset, str) else list(dataset)
-    names = [name.strip() for name in names if name and name.strip()]
-    if not names:
-        raise ConfigError("task.dataset is empty: name at least one dataset from dataset_info.json")
-    return names
-
-
 def prepare_datasets(task: Any, tokenizer: Any, cache_dir: str | Path, seed: int, num_proc: int | None = None) -> PreparedData:
     """Tokenized train (and eval, when task.val_size > 0) sets for a task config node."""
     template = get_template(task.template)
     check_cutoff(tokenizer, template, int(task.cutoff_len))
-    info = load_dataset_info(task.dataset_dir)
-    use_modelscope = os.environ.get("USE_MODELSCOPE_HUB", "0").lower() in ("1", "true")
-    attrs = [dataset_attr(name, info, use_modelscope, task.formatting) for name in dataset_names(task.dataset)]
+    attrs = dataset_attrs(task)
     raw_sets = [load_raw(attr, task.dataset_dir, task.max_samples, task.encoding) for attr in attrs]
     key = cache_key(attrs, raw_sets, tokenizer, template, task)
     tokenized = cached_tokenize(raw_sets, attrs, tokenizer, template, task, Path(cache_dir) / "tokenized" / key, num_proc)
@@ -104,17 +92,9 @@ def load_raw(attr: DatasetAttr, dataset_dir: str | Path, max_samples: int | None
 
 
 def _load_file(attr: DatasetAttr, dataset_dir: Path, encoding: str | None) -> datasets.Dataset:
+    files = data_files(attr, dataset_dir)
     path = dataset_dir / attr.location
-    if not path.exists():
-        raise DataError(
-            f"data file {path} for dataset {attr.name!r} does not exist: put the file there or fix "
-            f"\"file_name\" in {dataset_dir / 'dataset_info.json'}"
-        )
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    builders = {FILE_BUILDERS.get(p.suffix.lower()) for p in files}
-    if None in builders or len(builders) != 1:
-        raise DataError(f"dataset {attr.name!r}: {path} must hold files of one type among {', '.join(FILE_BUILDERS)}")
-    builder = builders.pop()
+    builder = FILE_TYPES[files[0].suffix.lower()]
     kwargs: dict[str, Any] = {}
     if encoding and builder in ("csv", "json"):
         kwargs["encoding"] = encoding

@@ -6,13 +6,17 @@ same defaults, and turns each row into (messages, system) or a named reason for 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sft.errors import DataError
+from sft.errors import ConfigError, DataError
 
 FORMATS = ("alpaca", "sharegpt")
+DATA_DIR_ENV = "LLAMAFACTORY_DATA_DIR"  # conf/task/*.yaml read the data dir from it
+FILE_TYPES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}  # -> datasets builder
+EMPTY_PROBE_BYTES = 4096
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": None, "history": None}
 SHAREGPT_COLUMNS = {"messages": "conversations", "system": None}
 SHAREGPT_TAGS = {
@@ -45,8 +49,8 @@ def load_dataset_info(dataset_dir: str | Path) -> dict[str, Any]:
     path = Path(dataset_dir) / "dataset_info.json"
     if not path.is_file():
         raise DataError(
-            f"no dataset_info.json in {dataset_dir}: point task.dataset_dir at a LLaMA-Factory data dir "
-            "(one with dataset_info.json), or add one (see data/dataset_info.json for the format)"
+            f"no dataset_info.json in {dataset_dir}: point task.dataset_dir (or {DATA_DIR_ENV}) at a LLaMA-Factory "
+            "data dir (one with dataset_info.json), or add one (see data/dataset_info.json for the format)"
         )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -54,12 +58,15 @@ def load_dataset_info(dataset_dir: str | Path) -> dict[str, Any]:
         raise DataError(f"{path} is not valid JSON ({error}); fix the file") from error
 
 
-def dataset_attr(name: str, info: dict[str, Any], use_modelscope: bool, formatting: str | None) -> DatasetAttr:
+def dataset_attr(
+    name: str, info: dict[str, Any], use_modelscope: bool, formatting: str | None, info_path: str | Path = "dataset_info.json"
+) -> DatasetAttr:
     """Resolve an entry as LLaMA-Factory's `get_dataset_list` does (ModelScope first when asked)."""
     if name not in info:
         known = ", ".join(sorted(info)) or "none"
         raise DataError(
-            f"unknown dataset {name!r}: dataset_info.json defines {known}; add an entry for it or fix task.dataset"
+            f"unknown dataset {name!r}: {info_path} defines {known}; add an entry for it, fix task.dataset, or "
+            f"point task.dataset_dir (or {DATA_DIR_ENV}) at the data dir that has it"
         )
     entry = info[name]
     if use_modelscope and "ms_hub_url" in entry:
@@ -87,6 +94,43 @@ def dataset_attr(name: str, info: dict[str, Any], use_modelscope: bool, formatti
         split=entry.get("split", "train"),
         encoding=entry.get("encoding"),
     )
+
+
+def dataset_names(dataset: str | list[str]) -> list[str]:
+    names = dataset.split(",") if isinstance(dataset, str) else list(dataset)
+    names = [name.strip() for name in names if name and name.strip()]
+    if not names:
+        raise ConfigError("task.dataset is empty: name at least one dataset from dataset_info.json")
+    return names
+
+
+def dataset_attrs(task: Any) -> list[DatasetAttr]:
+    """The task's dataset_info.json entries, refused with that file's path when a name is unknown."""
+    info = load_dataset_info(task.dataset_dir)
+    use_modelscope = os.environ.get("USE_MODELSCOPE_HUB", "0").lower() in ("1", "true")
+    info_path = Path(task.dataset_dir) / "dataset_info.json"
+    return [dataset_attr(name, info, use_modelscope, task.formatting, info_path) for name in dataset_names(task.dataset)]
+
+
+def data_files(attr: DatasetAttr, dataset_dir: str | Path) -> list[Path]:
+    """The local files of a file-backed dataset, refused with the file named when one is missing, of a
+    type `datasets` cannot read, or empty (datasets would fail with a bare StopIteration)."""
+    info_path = Path(dataset_dir) / "dataset_info.json"
+    path = Path(dataset_dir) / attr.location
+    if not path.exists():
+        raise DataError(
+            f"data file {path} for dataset {attr.name!r} does not exist: put the file there or fix "
+            f"\"file_name\" in {info_path}"
+        )
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    types = {FILE_TYPES.get(p.suffix.lower()) for p in files}
+    if not files or None in types or len(types) != 1:
+        raise DataError(f"dataset {attr.name!r}: {path} must hold files of one type among {', '.join(FILE_TYPES)}")
+    for file in files:
+        with open(file, "rb") as handle:
+            if not handle.read(EMPTY_PROBE_BYTES).strip() and file.stat().st_size <= EMPTY_PROBE_BYTES:
+                raise DataError(f"data file {file} for dataset {attr.name!r} is empty: fill it or fix \"file_name\" in {info_path}")
+    return files
 
 
 def required_columns(attr: DatasetAttr) -> list[str]:
@@ -117,8 +161,10 @@ def _convert_alpaca(row: dict[str, Any], columns: dict[str, str | None]) -> Conv
     if not all(isinstance(part, str) for part in query):
         return "instruction/input is not text"
     response = row.get(columns["response"])
-    if not isinstance(response, str):
+    if response is None:
         return "missing output"
+    if not isinstance(response, str):
+        return f"output is a {type(response).__name__}, not text"
     messages += [{"role": "user", "content": "\n".join(query)}, {"role": "assistant", "content": response}]
     system_column = columns.get("system")
     return messages, (row.get(system_column) if system_column else None)

@@ -65,11 +65,24 @@ def local_path(name_or_path: str, cache_dir: str | Path, revision: str | None = 
 
 
 def _hub_error(name: str, error: Exception) -> ConfigError:
+    first_line = (str(error).strip().splitlines() or [""])[0]  # huggingface_hub's errors run to many lines
     return ConfigError(
-        f"could not load {name!r} ({type(error).__name__}: {error}). It is neither a local dir nor reachable "
-        "on the hub from here: download it (huggingface-cli download / modelscope download) and set "
-        "model.name_or_path to the local dir, set USE_MODELSCOPE_HUB=1 for ModelScope, or use model=tiny offline"
+        f"could not load {name!r} ({type(error).__name__}: {first_line}). It is neither a local dir nor reachable "
+        f"on the hub from here: download it (`hf download {name} --local-dir DIR`, or `modelscope download`) and "
+        "set model.name_or_path=DIR, set USE_MODELSCOPE_HUB=1 for ModelScope, or use model=tiny offline"
     )
+
+
+def check_vocab(tokenizer: Any, model: Any) -> None:
+    """Every token id the tokenizer can give must have a row in the model's embeddings, or training
+    stops minutes in with an IndexError that names neither."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ConfigError(
+            f"the tokenizer ({tokenizer.name_or_path}) has {len(tokenizer)} tokens but the model's embeddings have "
+            f"{rows} rows, so ids >= {rows} cannot be embedded; use the model's own tokenizer (model.tokenizer=null) "
+            "or a model and tokenizer that belong together"
+        )
 
 
 def load_tokenizer(model_cfg: Any, cache_dir: str | Path) -> Any:
@@ -126,10 +139,6 @@ def lora_config(lora_cfg: Any) -> Any:
     """PEFT's LoraConfig from LLaMA-Factory-style settings (`target: all` = every linear but lm_head)."""
     from peft import LoraConfig
 
-    if int(lora_cfg.rank) <= 0:
-        raise ConfigError(f"lora.rank={lora_cfg.rank} must be a positive integer")
-    if not 0 <= float(lora_cfg.dropout) < 1:
-        raise ConfigError(f"lora.dropout={lora_cfg.dropout} must be in [0, 1)")
     target = lora_cfg.target
     if isinstance(target, str):
         target = "all-linear" if target == "all" else [name.strip() for name in target.split(",")]

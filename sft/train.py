@@ -17,12 +17,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runs.files import LOSS_PLOT_FILE, RESULT_FILE
+from runs.files import LOSS_PLOT_FILE
 from runs.loss_plot import plot_llamafactory_loss
 from runs.result import write_result
 from runs.smoothing import default_time_constant, objective_from_metrics
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
 from sft.checks import check_config
+from sft.ending import ending_recorded
 from sft.errors import ConfigError, TrainingFailed
 
 log = logging.getLogger(__name__)
@@ -31,18 +32,14 @@ log = logging.getLogger(__name__)
 def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train one run into run_dir and return its result.json content (status completed or pruned).
 
-    Raises ConfigError / DataError for bad input and TrainingFailed for a non-finite loss, after
-    writing result.json with status "failed" and the reason.
+    Raises ConfigError / DataError for bad input, OSError for an I/O error and TrainingFailed for a
+    non-finite loss, after writing result.json with status "failed" and the reason; Ctrl-C and SIGTERM
+    leave status "interrupted" (sft.ending).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RESULT_FILE).unlink(missing_ok=True)  # a resumed run dir may hold an earlier ending
-    try:
+    with ending_recorded(run_dir, cfg.objective):
         return _train(cfg, run_dir, reporter)
-    except (ValueError, TrainingFailed) as error:
-        if not (run_dir / RESULT_FILE).is_file():
-            write_result(run_dir, {"status": "failed", "reason": str(error), "objective": None, "objective_name": cfg.objective})
-        raise
 
 
 def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[str, Any]:
@@ -52,7 +49,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
 
     from sft.batching import batching_for
     from sft.data import prepare_datasets
-    from sft.model import load_model, load_tokenizer, resolve_precision
+    from sft.model import check_vocab, load_model, load_tokenizer, resolve_precision
     from sft.trainer import SFTTrainer
 
     started = time.time()
@@ -66,6 +63,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     log.info("data: %s", data.counts)
     batching = batching_for(cfg.trainer, cfg.model.attn_implementation, tokenizer.pad_token_id, data.train, int(cfg.task.cutoff_len))
     model = load_model(cfg.model, cfg.lora, precision, cache_dir, bool(cfg.trainer.gradient_checkpointing), batching.attn_implementation)
+    check_vocab(tokenizer, model)
 
     budget = plan_budget(cfg.trainer, len(data.train), batching.samples_per_row)
     unit = cfg.smoothing.unit
@@ -250,4 +248,3 @@ def start_wandb(cfg: DictConfig, run_dir: Path) -> Any:
         mode=mode,
         notes=str(run_dir),
     )
-

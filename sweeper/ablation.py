@@ -25,13 +25,18 @@ def enqueue_ablations(
     config: DictConfig,
     n_trials: int,
 ) -> None:
-    """Queues the baseline and each remedy once per study (the caller holds the storage lock)."""
-    if not ablations or study.user_attrs.get(attrs.ABLATIONS_ENQUEUED):
+    """Queues the baseline and each remedy that the study does not hold yet (the caller holds the storage
+    lock). Idempotent: a process killed half-way through leaves some queued, each in one storage write
+    with its name, and the next run queues only the rest."""
+    if not ablations:
         return
     entries = [(attrs.BASELINE, {})] + [(name, flatten_params(remedy)) for name, remedy in ablations.items()]
-    queued = 0
+    present = {t.user_attrs.get(attrs.ABLATION) for t in study.get_trials(deepcopy=False)} - {None}
+    queued = len(present)
     for name, remedy in entries:
         check_remedy(name, remedy, space, extender)
+        if name in present:
+            continue
         if name != attrs.BASELINE and all(_base_value(config, key) == value for key, value in remedy.items()):
             log.info(f"Ablation {name!r} changes nothing the base config does not already have: not queued")
             continue
@@ -40,7 +45,6 @@ def enqueue_ablations(
             continue
         study.enqueue_trial(params=remedy, user_attrs={attrs.ABLATION: name})
         queued += 1
-    study.set_user_attr(attrs.ABLATIONS_ENQUEUED, True)
 
 
 def check_remedy(name: str, remedy: Mapping[str, Any], space: SearchSpace, extender: SpaceExtender | None) -> None:

@@ -140,7 +140,11 @@ class LorasweepSweeperConf:
     # the sweeper builds the sampler and pruner itself: the grid sampler needs the parsed space, and
     # jobs need the pruner's config to build the same pruner on their side
     _recursive_: bool = False
-    defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "median"}])
+    # groups named lorasweep_* (placed at hydra.sweeper.sampler / .pruner): hydra-optuna-sweeper registers
+    # hydra/sweeper/sampler and hydra/sweeper/pruner, and with both installed its configs would win silently
+    defaults: List[Any] = field(
+        default_factory=lambda: ["_self_", {"lorasweep_sampler": "tpe"}, {"lorasweep_pruner": "median"}]
+    )
     sampler: Any = None
     pruner: Any = None
     # the study's name in the storage; also the W&B group and the default storage file's name
@@ -154,6 +158,9 @@ class LorasweepSweeperConf:
     direction: Any = "minimize"  # or a list for a multi-objective study
     n_trials: int = 20  # a total for the study: a resumed study stops at n_trials, not n_trials more
     n_jobs: int = 1  # trials launched at once (the launcher decides whether they run in parallel)
+    # a RUNNING trial whose sweep process has not renewed its lease for this long (any host) is marked
+    # FAIL and its parameters run again; the owner renews every quarter of it
+    lease_grace_s: float = 300.0
     max_failure_rate: float = 0.25  # stop once failed trials exceed this fraction of n_trials
     seed: Optional[int] = None  # the sampler's seed
     repeats: int = 1  # jobs per parameter set, with trainer seeds seed_key + 0..repeats-1
@@ -196,6 +203,8 @@ def register_configs() -> None:
         "none": NopPrunerConf,
     }
     for name, node in samplers.items():
-        store.store(group="hydra/sweeper/sampler", name=name, node=node, provider=SWEEPER_NAME)
+        store.store(group="hydra/sweeper/lorasweep_sampler", name=name, node=node, package="hydra.sweeper.sampler",
+                    provider=SWEEPER_NAME)
     for name, node in pruners.items():
-        store.store(group="hydra/sweeper/pruner", name=name, node=node, provider=SWEEPER_NAME)
+        store.store(group="hydra/sweeper/lorasweep_pruner", name=name, node=node, package="hydra.sweeper.pruner",
+                    provider=SWEEPER_NAME)

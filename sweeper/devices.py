@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 
+from sweeper.errors import SweepError
+
 # launchers that start concurrent jobs as local processes without assigning devices themselves
 # (submitit assigns GPUs itself; the basic launcher runs one job at a time)
 _LOCAL_PROCESS_LAUNCHERS = ("JoblibLauncher",)
@@ -41,7 +43,7 @@ def plan_devices(launcher_target: str, gpus: list[str], jobs_at_once: int) -> li
     if not gpus or not sweeper_must_assign_devices(launcher_target):
         return None
     if jobs_at_once > len(gpus):
-        raise ValueError(
+        raise SweepError(
             f"{jobs_at_once} trials would run at once (hydra.sweeper.n_jobs x repeats) on {len(gpus)} GPU(s) "
             f"({','.join(gpus)}); one GPU per trial: set hydra.sweeper.n_jobs so that n_jobs x repeats <= "
             f"{len(gpus)}, or list more GPUs in hydra.sweeper.gpus"

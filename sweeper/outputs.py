@@ -35,11 +35,13 @@ def print_progress(
     line = f"[{finished}/{n_trials}] trial {trial.number} [{style}]{trial.state.name}[/{style}] {value}"
     if ablation:
         line += f" (ablation: {ablation})"
+    if attrs.COPY_OF in trial.user_attrs:
+        line += f" (same overrides as trial {trial.user_attrs[attrs.COPY_OF]}: not trained again)"
     line += f" | {params or 'base config'}"
     if best is not None:
         line += f" | best {best.value:.4g} (trial {best.number})"
-    reason = trial.user_attrs.get(attrs.REASON)
-    if reason and trial.state != TrialState.COMPLETE:
+    reason = trial.user_attrs.get("reason")
+    if reason and trial.state != TrialState.COMPLETE and "copy_of" not in trial.user_attrs:
         line += f" | {reason}"
     _console.print(line, soft_wrap=True)
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import Trial
 
+from sweeper.errors import SweepError
 from sweeper.overrides import override_key, render_override
 from sweeper.search_space import SearchSpace, SearchSpaceError
 
@@ -49,21 +50,21 @@ def check_seed_key(config: DictConfig, space: SearchSpace, repeats: int, seed_ke
     if repeats == 1:
         return
     if OmegaConf.select(config, seed_key) is None:
-        raise ValueError(
+        raise SweepError(
             f"hydra.sweeper.repeats={repeats} varies {seed_key}, which the config does not have; "
             f"set hydra.sweeper.seed_key to the config's seed key"
         )
     if seed_key in space.distributions or any(override_key(f) == seed_key for f in space.fixed):
-        raise ValueError(f"hydra.sweeper.repeats={repeats} sets {seed_key} itself; drop it from the search space")
+        raise SweepError(f"hydra.sweeper.repeats={repeats} sets {seed_key} itself; drop it from the search space")
 
 
 def check_sampler_package(sampler_target: str) -> None:
     sampler_class = sampler_target.rsplit(".", 1)[-1]
     package = SAMPLER_PACKAGES.get(sampler_class)
     if package is not None and importlib.util.find_spec(package) is None:
-        raise ValueError(
+        raise SweepError(
             f"{sampler_class} needs the `{package}` package, which is not installed: pip install {package} "
-            f"(or pip install -e '.[samplers]'), or choose another hydra/sweeper/sampler"
+            f"(or pip install -e '.[samplers]'), or choose another hydra/sweeper/lorasweep_sampler"
         )
 
 

@@ -1,11 +1,20 @@
 """Trials whose sweep process is gone: they end FAIL with the reason, their parameters are queued
-again, and only the re-run counts towards n_trials."""
+again, and only the re-run counts towards n_trials.
+
+A RUNNING trial is held by a lease that its sweep process renews (a timestamp in the trial, in the
+storage, so the rule holds whatever host the process runs on and for every storage, the journal file
+included). A trial whose lease is older than the grace period is reclaimed by any sweep process; a
+trial nobody ever renewed (its process died right after asking for it) expires from its start time.
+On the same host a dead owner is seen at once (its pid is gone)."""
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import threading
+import time
 import warnings
+from types import TracebackType
 
 import optuna
 from optuna.samplers import GridSampler
@@ -28,17 +37,63 @@ def budget_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in trials if t.number not in replaced]
 
 
-def fail_trials_of_dead_processes(study: optuna.Study, process: str) -> None:
-    """RUNNING trials of a sweep process on this machine that is gone (or of `process` itself, which
-    runs nothing between batches): FAIL, and their parameters queued again."""
-    host = socket.gethostname()
+def fail_trials_of_dead_processes(study: optuna.Study, process: str, grace_s: float) -> None:
+    """RUNNING trials whose lease expired, whose owner on this host is gone, or of `process` itself
+    (which runs nothing between batches): FAIL, and their parameters queued again."""
+    now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get(attrs.PROCESS)
-        if owner is None or owner.rsplit(":", 1)[0] != host:
+        if owner == process or _gone_from_this_host(owner):
+            why = f"its sweep process {owner} stopped"
+        elif _lease_age(trial, now) > grace_s:
+            why = f"its lease (owner {owner or 'none'}) was not renewed for {grace_s:g} s"
+        else:
             continue
-        if owner == process or not _process_alive(int(owner.rsplit(":", 1)[1])):
-            log.warning(f"Trial {trial.number} was left running by {owner}, which is gone: FAIL, and re-run")
-            abandon(study, trial, f"its sweep process {owner} stopped; its parameters were queued again")
+        log.warning(f"Trial {trial.number}: {why}: FAIL, and re-run")
+        abandon(study, trial, f"{why}; its parameters were queued again")
+
+
+def renew_lease(study: optuna.Study, trial_id: int) -> None:
+    try:
+        study._storage.set_trial_system_attr(trial_id, attrs.LEASE, time.time())
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # reclaimed by another process after this one stalled past the grace period
+
+
+class LeaseKeeper:
+    """Renews the leases of this process's running trials from a thread, every quarter of the grace
+    period, while a batch runs (the launcher blocks the main thread)."""
+
+    def __init__(self, study: optuna.Study, trial_ids: list[int], grace_s: float) -> None:
+        self._study, self._trial_ids, self._interval = study, trial_ids, grace_s / 4
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_until_stopped, name="lorasweep-leases", daemon=True)
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _renew_until_stopped(self) -> None:
+        while not self._stop.wait(self._interval):
+            for trial_id in self._trial_ids:
+                renew_lease(self._study, trial_id)
+
+
+def _lease_age(trial: FrozenTrial, now: float) -> float:
+    renewed = trial.system_attrs.get(attrs.LEASE)
+    if renewed is None:
+        renewed = trial.datetime_start.timestamp() if trial.datetime_start else now
+    return now - float(renewed)
+
+
+def _gone_from_this_host(owner: str | None) -> bool:
+    if owner is None or owner.rsplit(":", 1)[0] != socket.gethostname():
+        return False
+    return not _process_alive(int(owner.rsplit(":", 1)[1]))
 
 
 def abandon(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:

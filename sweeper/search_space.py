@@ -2,7 +2,7 @@
 
 The syntax is the official hydra-optuna-sweeper's, so its users switch by changing one line:
   choice(a, b, c)            -> categorical (also `key=a,b,c` on the command line)
-  range(low, high[, step])   -> int (or float) with step; high is included, as in the official plugin
+  range(start, stop[, step]) -> int (or float) with step; stop is excluded, as in Hydra and the official plugin
   interval(low, high)        -> uniform float (Hydra makes both ends floats)
   int(interval(low, high))   -> uniform int
   tag(log, interval(l, h))   -> log-uniform (also tag(log, int(interval(l, h))))
@@ -21,6 +21,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from sweeper.errors import SweepError
 from sweeper.overrides import override_key, render_override
 
 SUPPORTED_FORMS = (
@@ -29,7 +30,7 @@ SUPPORTED_FORMS = (
 )
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(SweepError):
     """A parameter of the search space that cannot become an Optuna distribution."""
 
 
@@ -50,7 +51,7 @@ class SearchSpace:
                 grid[name] = list(range(distribution.low, distribution.high + 1, distribution.step))
             else:
                 raise SearchSpaceError(
-                    f"hydra/sweeper/sampler=grid needs finite parameters, but {name} is {distribution}; "
+                    f"hydra/sweeper/lorasweep_sampler=grid needs finite parameters, but {name} is {distribution}; "
                     f"use choice(...) or range(...) for it, or another sampler"
                 )
         return grid
@@ -118,13 +119,17 @@ def to_distribution(override: Override) -> BaseDistribution:
             raise SearchSpaceError(f"{name}: choice() needs at least one option")
         return CategoricalDistribution(choices)
     if isinstance(value, RangeSweep):
-        low, high, step = value.start, value.stop, value.step
-        _check_bounds(name, "range", low, high, log=False)
+        low, stop, step = value.start, value.stop, value.step
+        _check_bounds(name, "range", low, stop, log=False)
         if step is None or step <= 0:
             raise SearchSpaceError(f"{name}: range() step must be > 0, got {step}")
         if value.shuffle:
             raise SearchSpaceError(f"{name}: shuffle(range(...)) has no meaning for a sampler; drop shuffle()")
-        if all(isinstance(number, int) for number in (low, high, step)):
+        count = math.ceil(round((stop - low) / step, 9))  # values low, low + step, ... below stop
+        if count < 1:
+            raise SearchSpaceError(f"{name}: range({low}, {stop}) is empty (stop is excluded); write range({low}, {stop} + {step})")
+        high = low + (count - 1) * step
+        if all(isinstance(number, int) for number in (low, stop, step)):
             return IntDistribution(int(low), int(high), step=int(step))
         return FloatDistribution(float(low), float(high), step=float(step))
     if isinstance(value, IntervalSweep):

@@ -27,15 +27,17 @@ from optuna.samplers import GridSampler
 from optuna.trial import Trial, TrialState
 
 from runs import attrs
-from runs.storage import mask_password, open_storage, storage_lock
+from runs.storage import StorageError, mask_password, open_storage, storage_lock
 from sweeper import preflight
 from sweeper.ablation import enqueue_ablations
 from sweeper.devices import plan_devices, visible_gpus
+from sweeper.errors import SweepError, SweepStopped
+from sweeper.no_repeats import claim_stream, finished_twin, stream_seed
 from sweeper.outcome import job_outcome, trial_outcome
 from sweeper.outputs import best_trials, print_progress, write_outputs
 from sweeper.overrides import render_override
 from sweeper.preflight import SpaceExtender
-from sweeper.recovery import abandon, budget_trials, fail_trials_of_dead_processes, tell
+from sweeper.recovery import LeaseKeeper, abandon, budget_trials, fail_trials_of_dead_processes, renew_lease, tell
 from sweeper.search_space import SearchSpace, build_search_space
 from sweeper.storage import STORAGE_ENV, resolve_storage_url
 
@@ -43,10 +45,6 @@ log = logging.getLogger(__name__)
 
 REPORTER_TARGET = "sweeper.reporter.TrialReporter"
 WAIT_FOR_OTHERS_S = 2.0  # poll interval while other processes finish the study's last trials
-
-
-class SweepStopped(RuntimeError):
-    """The sweep stopped on purpose (too many failures); the message says why and what to change."""
 
 
 class StudyLoop:
@@ -72,12 +70,15 @@ class StudyLoop:
         ablations: Mapping[str, Any] | None,
         prune_ablations: bool,
         gpus: list[int] | None,
+        lease_grace_s: float,
     ) -> None:
         for name, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("repeats", repeats)):
             if value < 1:
                 raise ValueError(f"hydra.sweeper.{name} must be >= 1, got {value}")
         if not 0.0 <= max_failure_rate <= 1.0:
             raise ValueError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate}")
+        if lease_grace_s <= 0:
+            raise ValueError(f"hydra.sweeper.lease_grace_s must be > 0, got {lease_grace_s}")
         self.sampler_conf = sampler
         self.pruner_conf = pruner
         self.study_name = study_name
@@ -96,6 +97,7 @@ class StudyLoop:
         self.ablations = OmegaConf.to_container(ablations, resolve=True) if OmegaConf.is_config(ablations) else ablations
         self.prune_ablations = prune_ablations
         self.gpus = list(gpus) if gpus is not None else None
+        self.lease_grace_s = lease_grace_s
         self.process = f"{socket.gethostname()}:{os.getpid()}"
         self.job_idx = 0
 
@@ -136,25 +138,35 @@ class StudyLoop:
         preflight.check_sampler_package(sampler_conf["_target_"])
         if sampler_conf["_target_"].endswith("GridSampler") and not sampler_conf.get("search_space"):
             sampler_conf["search_space"] = space.grid()
-        sampler = instantiate(sampler_conf)
         pruner = instantiate(OmegaConf.to_container(self.pruner_conf, resolve=True))
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=open_storage(url),
-            sampler=sampler,
-            pruner=pruner,
-            directions=self.directions,
-            load_if_exists=True,
-        )
+        try:
+            storage = open_storage(url)
+        except StorageError as error:
+            raise SweepError(f"hydra.sweeper.storage: {error}") from None
+        with storage_lock(url):
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=storage,
+                pruner=pruner,
+                directions=self.directions,
+                load_if_exists=True,
+            )
+            stream = claim_stream(study)
+        sampler_conf["seed"] = stream_seed(sampler_conf.get("seed"), stream)
+        sampler = instantiate(sampler_conf)
+        study.sampler = sampler
         stored = [d.name.lower() for d in study.directions]
         if stored != [d.lower() for d in self.directions]:
-            raise ValueError(
+            raise SweepError(
                 f"study {self.study_name!r} in {mask_password(url)} was created with direction(s) {stored}, "
                 f"not {self.directions}; use another hydra.sweeper.study_name or the stored direction"
             )
         finished = sum(1 for t in budget_trials(study) if t.state.is_finished())
         log.info(f"Study {self.study_name!r} in {mask_password(url)}: {finished} of {self.n_trials} trials done")
-        log.info(f"Sampler: {type(sampler).__name__}, pruner: {type(pruner).__name__}, direction(s): {stored}")
+        log.info(
+            f"Sampler: {type(sampler).__name__} (seed {sampler_conf['seed']}, stream {stream}), "
+            f"pruner: {type(pruner).__name__}, direction(s): {stored}"
+        )
         return study
 
     # --- the loop ----------------------------------------------------------------------------------------
@@ -164,7 +176,7 @@ class StudyLoop:
     ) -> None:
         while True:
             with storage_lock(url):
-                fail_trials_of_dead_processes(study, self.process)
+                fail_trials_of_dead_processes(study, self.process, self.lease_grace_s)
                 batch = [] if _grid_exhausted(study) else self._ask_batch(study, space, extender)
             if batch:
                 self._launch(study, space, batch, devices)
@@ -186,6 +198,7 @@ class StudyLoop:
         for _ in range(room):
             trial = study.ask()  # queued trials first (ablation, re-runs), then the sampler
             trial.set_user_attr(attrs.PROCESS, self.process)
+            renew_lease(study, trial._trial_id)
             batch.append((trial, self._suggest(study, trial, space, extender)))
         return batch
 
@@ -237,14 +250,19 @@ class StudyLoop:
     def _launch(
         self, study: optuna.Study, space: SearchSpace, batch: list[tuple[Trial, list[str]]], devices: list[str] | None
     ) -> None:
-        """Runs one batch and tells Optuna each trial's end."""
+        """Runs one batch and tells Optuna each trial's end; a trial whose overrides already ran takes
+        that run's result instead of training again."""
+        batch = [(trial, overrides) for trial, overrides in batch if not self._settled_by_twin(study, space, trial, overrides)]
+        if not batch:
+            return
         jobs = []
         for trial, overrides in batch:
             for repeat in range(self.repeats):
                 device = devices[len(jobs)] if devices else None
                 jobs.append(self._job_overrides(trial, overrides, repeat, device))
         try:
-            returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
+            with LeaseKeeper(study, [trial._trial_id for trial, _ in batch], self.lease_grace_s):
+                returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
         except KeyboardInterrupt:
             for trial, _ in batch:
                 abandon(study, study.get_trials(deepcopy=False)[trial.number], "interrupted (Ctrl-C)")
@@ -259,11 +277,24 @@ class StudyLoop:
                 trial.set_user_attr(attrs.VALUES_PER_SEED, outcome.values_per_seed)
                 trial.set_user_attr(attrs.SPREAD, outcome.spread)
             tell(study, trial, outcome.state, outcome.values)
-            finished = sum(1 for t in budget_trials(study) if t.state.is_finished())
-            best = best_trials(study) if len(self.directions) == 1 else []
-            changes = overrides[len(space.fixed) :]
-            frozen = study.get_trials(deepcopy=False)[trial.number]
-            print_progress(frozen, changes, finished, self.n_trials, best[0] if best else None)
+            self._print_progress(study, space, trial, overrides)
+
+    def _settled_by_twin(self, study: optuna.Study, space: SearchSpace, trial: Trial, overrides: list[str]) -> bool:
+        twin = finished_twin(study, overrides, trial.number)
+        if twin is None:
+            return False
+        trial.set_user_attr(attrs.COPY_OF, twin.number)
+        trial.set_user_attr(attrs.RUN_DIRS, twin.user_attrs.get(attrs.RUN_DIRS, []))
+        trial.set_user_attr(attrs.REASON, f"same overrides as trial {twin.number}: its result, not trained again")
+        tell(study, trial, twin.state, twin.values if twin.state == TrialState.COMPLETE else None)
+        self._print_progress(study, space, trial, overrides)
+        return True
+
+    def _print_progress(self, study: optuna.Study, space: SearchSpace, trial: Trial, overrides: list[str]) -> None:
+        finished = sum(1 for t in budget_trials(study) if t.state.is_finished())
+        best = best_trials(study) if len(self.directions) == 1 else []
+        frozen = study.get_trials(deepcopy=False)[trial.number]
+        print_progress(frozen, overrides[len(space.fixed) :], finished, self.n_trials, best[0] if best else None)
 
     def _check_failure_rate(self, study: optuna.Study) -> None:
         failed = [t for t in budget_trials(study) if t.state == TrialState.FAIL]

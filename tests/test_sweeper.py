@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -89,7 +90,7 @@ def test_params_in_the_official_syntax_become_optuna_distributions():
     assert space.distributions == {
         "optimizer.lr": FloatDistribution(1e-5, 1e-4, log=True),
         "scheduler": CategoricalDistribution(["linear", "cosine"]),
-        "scheduler.warmup_steps": IntDistribution(5, 50, step=5),
+        "scheduler.warmup_steps": IntDistribution(5, 45, step=5),  # stop excluded, as Hydra's range()
         "trainer.epochs": IntDistribution(1, 3),
         "lora.alpha": FloatDistribution(8.0, 32.0),
         "trainer.shuffle": CategoricalDistribution([True, False]),
@@ -97,6 +98,16 @@ def test_params_in_the_official_syntax_become_optuna_distributions():
         "optimizer.weight_decay": CategoricalDistribution([0.0, 0.01]),
     }
     assert space.fixed == ["trainer.max_samples_seen=320", "task.name=cate", "experiment=quickstart"]
+
+
+def test_range_excludes_its_stop_as_hydra_does_and_the_notes_warmup_still_reaches_50():
+    space = build_search_space({"a": "range(0.1, 0.5, 0.1)", "b": "range(1, 4)", "c": "range(0, 10, 3)"}, [])
+    assert space.distributions["a"] == FloatDistribution(0.1, 0.4, step=0.1)
+    assert space.distributions["b"] == IntDistribution(1, 3)
+    assert space.distributions["c"] == IntDistribution(0, 9, step=3)
+    notes = yaml.safe_load((ROOT / "conf" / "sweep" / "notes.yaml").read_text())
+    warmup = build_search_space({"w": notes["hydra"]["sweeper"]["params"]["scheduler.warmup_steps"]}, [])
+    assert warmup.distributions["w"].high == 50
 
 
 @pytest.mark.parametrize(
@@ -131,7 +142,7 @@ def test_a_bad_space_fails_before_any_trial_runs(tmp_path, overrides, message):
 
 
 def test_grid_sampler_takes_the_space_from_params_and_stops_when_exhausted(tmp_path):
-    sweep(tmp_path, "x=choice(0.1, 0.5)", "shape=bowl,ridge", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=10")
+    sweep(tmp_path, "x=choice(0.1, 0.5)", "shape=bowl,ridge", "hydra/sweeper/lorasweep_sampler=grid", "hydra.sweeper.n_trials=10")
     trials = load(tmp_path).get_trials()
     assert sorted((t.params["x"], t.params["shape"]) for t in trials) == [
         (0.1, "bowl"), (0.1, "ridge"), (0.5, "bowl"), (0.5, "ridge")]
@@ -140,7 +151,7 @@ def test_grid_sampler_takes_the_space_from_params_and_stops_when_exhausted(tmp_p
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_config_instantiates_optunas_own_class(sampler):
     with initialize_config_dir(config_dir=str(ROOT / "tests" / "sweeper_app" / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/sweeper=lorasweep", f"hydra/sweeper/sampler={sampler}",
+        cfg = compose("config", overrides=["hydra/sweeper=lorasweep", f"hydra/sweeper/lorasweep_sampler={sampler}",
                                            "hydra.sweeper.seed=3"], return_hydra_config=True)
     node = OmegaConf.to_container(cfg.hydra.sweeper.sampler, resolve=True)
     if sampler == "grid":
@@ -148,10 +159,20 @@ def test_every_sampler_config_instantiates_optunas_own_class(sampler):
     assert isinstance(instantiate(node), optuna.samplers.BaseSampler)
 
 
+def test_the_official_plugins_sampler_configs_cannot_shadow_ours():
+    """hydra-optuna-sweeper registers hydra/sweeper/sampler/tpe (seed null); ours live elsewhere."""
+    store = ConfigStore.instance()
+    store.store(group="hydra/sweeper/sampler", name="tpe", node={"_target_": "optuna.samplers.TPESampler", "seed": None},
+                provider="optuna_sweeper")
+    with initialize_config_dir(config_dir=str(ROOT / "tests" / "sweeper_app" / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/sweeper=lorasweep", "hydra.sweeper.seed=7"], return_hydra_config=True)
+    assert OmegaConf.to_container(cfg.hydra.sweeper.sampler, resolve=True)["seed"] == 7
+
+
 @pytest.mark.parametrize("pruner", PRUNERS)
 def test_every_pruner_config_instantiates_optunas_own_class(pruner):
     with initialize_config_dir(config_dir=str(ROOT / "tests" / "sweeper_app" / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/sweeper=lorasweep", f"hydra/sweeper/pruner={pruner}"],
+        cfg = compose("config", overrides=["hydra/sweeper=lorasweep", f"hydra/sweeper/lorasweep_pruner={pruner}"],
                       return_hydra_config=True)
     assert isinstance(instantiate(OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True)),
                       optuna.pruners.BasePruner)
@@ -161,7 +182,7 @@ def test_every_pruner_config_instantiates_optunas_own_class(pruner):
 @pytest.mark.parametrize("pruner", PRUNERS)
 def test_the_notes_search_spaces_compose_with_every_pruner_and_parse(sweep_config, pruner):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"sweep={sweep_config}", f"hydra/sweeper/pruner={pruner}"],
+        cfg = compose("train", overrides=[f"sweep={sweep_config}", f"hydra/sweeper/lorasweep_pruner={pruner}"],
                       return_hydra_config=True)
     assert cfg.hydra.mode.name == "MULTIRUN"
     space = build_search_space(OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True), [])
@@ -172,8 +193,8 @@ def test_the_notes_search_spaces_compose_with_every_pruner_and_parse(sweep_confi
 
 
 def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
-    sweep(tmp_path, "x=choice(0.3, 2.0)", "y=range(0, 2)", "hydra.sweeper.n_trials=8", "hydra.sweeper.seed=1",
-          "hydra/sweeper/sampler=random", "hydra.sweeper.pruner.n_startup_trials=1", "steps=6")
+    sweep(tmp_path, "x=interval(0.3, 2.0)", "y=range(0, 3)", "hydra.sweeper.n_trials=8", "hydra.sweeper.seed=1",
+          "hydra/sweeper/lorasweep_sampler=random", "hydra.sweeper.pruner.n_startup_trials=1", "steps=6")
     study = load(tmp_path)
     trials = study.get_trials()
     assert len(trials) == 8
@@ -208,7 +229,7 @@ def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
 
 def test_a_multi_objective_study_writes_its_pareto_front(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "y=range(0, 3)", "two_objectives=true", "hydra.sweeper.n_trials=4",
-          "hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/sampler=nsgaii")
+          "hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/lorasweep_sampler=nsgaii")
     study = load(tmp_path)
     assert all(t.state == TrialState.COMPLETE and len(t.values) == 2 for t in study.get_trials())
     results = yaml.safe_load((sweep_dir(tmp_path) / "optimization_results.yaml").read_text())
@@ -228,6 +249,48 @@ def test_ablation_trials_run_first_each_on_top_of_the_baseline(tmp_path):
     assert set(trials[3].params) == {"x", "shape"}
 
 
+def test_a_kill_while_the_ablation_is_queued_then_a_resume_queues_each_remedy_once(tmp_path):
+    ablations = "++hydra.sweeper.ablations={move_x:{x:0.9},other_shape:{shape:ridge},far_x:{x:0.1}}"
+    (tmp_path / "sweeps").mkdir()
+    study = optuna.create_study(study_name="lorasweep", storage=open_storage(f"sqlite:///{tmp_path}/sweeps/lorasweep.db"))
+    # what a process killed after its second enqueue_trial leaves behind
+    study.enqueue_trial(params={}, user_attrs={"ablation": "baseline"})
+    study.enqueue_trial(params={"x": 0.9}, user_attrs={"ablation": "move_x"})
+    sweep(tmp_path, "x=interval(0.0, 1.0)", "shape=bowl,ridge", "hydra.sweeper.n_trials=6", ablations)
+    names = [t.user_attrs.get("ablation") for t in load(tmp_path).get_trials()]
+    assert names == ["baseline", "move_x", "other_shape", "far_x", None, None]
+
+
+def trained_overrides(study: optuna.Study) -> list[list[str]]:
+    """The overrides of every trial that trained (not a copy of a finished twin)."""
+    return [t.user_attrs["overrides"] for t in study.get_trials() if "copy_of" not in t.user_attrs
+            and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def test_a_proposal_equal_to_a_finished_trial_takes_its_result_instead_of_training(tmp_path):
+    sweep(tmp_path, "x=choice(0.1, 0.2)", "hydra/sweeper/lorasweep_sampler=random", "hydra.sweeper.seed=1",
+          "hydra.sweeper.n_trials=5", "hydra.sweeper.pruner.n_startup_trials=10")
+    trials = load(tmp_path).get_trials()
+    trained = trained_overrides(load(tmp_path))
+    assert len(trials) == 5 and len(trained) == len({tuple(o) for o in trained}) <= 2
+    copies = [t for t in trials if "copy_of" in t.user_attrs]
+    assert copies and all(t.value == trials[t.user_attrs["copy_of"]].value for t in copies)
+
+
+@pytest.mark.slow
+def test_a_seeded_study_trains_no_parameter_set_twice_over_resumes_and_concurrent_processes(tmp_path):
+    common = ["x=interval(0.0, 1.0)", "shape=bowl,ridge", "hydra.sweeper.seed=0", "hydra/sweeper/lorasweep_pruner=none"]
+    for n_trials in (2, 4, 6, 8, 10):  # the first run, then 4 resumes, each a new process
+        sweep(tmp_path, *common, f"hydra.sweeper.n_trials={n_trials}")
+    processes = [sweep(tmp_path, *common, "hydra.sweeper.n_trials=14", "sleep_s=0.05", wait=False) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stdout.read()
+    study = load(tmp_path)
+    trained = trained_overrides(study)
+    assert len(counted(study)) == 14
+    assert len(trained) == len({tuple(o) for o in trained}) == 14  # distinct streams: not even a copy
+
+
 def test_a_nan_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 0.5)", "nan_above=0.8", "hydra.sweeper.n_trials=4",
           "++hydra.sweeper.ablations={diverge:{x:0.9}}")
@@ -238,7 +301,7 @@ def test_a_nan_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
 
 
 def test_a_job_that_dies_before_result_json_fails_with_its_exception(tmp_path):
-    sweep(tmp_path, "crash=choice(false, true)", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=2",
+    sweep(tmp_path, "crash=choice(false, true)", "hydra/sweeper/lorasweep_sampler=grid", "hydra.sweeper.n_trials=2",
           "hydra.sweeper.max_failure_rate=0.5")
     by_crash = {t.params["crash"]: t for t in load(tmp_path).get_trials()}
     assert by_crash[False].state == TrialState.COMPLETE
@@ -269,8 +332,25 @@ def test_repeats_run_each_parameter_set_with_several_seeds(tmp_path):
 # --- resume and cooperation ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "journal"])
+def test_an_ownerless_trial_and_one_of_a_dead_process_on_another_host_are_reclaimed(tmp_path, backend):
+    storage = f"sqlite:///{tmp_path}/study.db" if backend == "sqlite" else f"journal:{tmp_path}/study.log"
+    study = optuna.create_study(study_name="lorasweep", storage=open_storage(storage))
+    study.ask({"x": FloatDistribution(0.0, 1.0)})  # killed between ask and recording its owner
+    elsewhere = study.ask({"x": FloatDistribution(0.0, 1.0)})
+    elsewhere.set_user_attr("process", "another-host:4242")
+    study._storage.set_trial_system_attr(elsewhere._trial_id, "lease_renewed_at", time.time() - 60)
+    time.sleep(1.5)
+    sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "hydra.sweeper.lease_grace_s=1", storage=storage)
+    trials = load(tmp_path, storage=storage).get_trials()
+    assert [t.state for t in trials[:2]] == [TrialState.FAIL, TrialState.FAIL]
+    assert "lease (owner none)" in trials[0].user_attrs["reason"]
+    assert "another-host:4242" in trials[1].user_attrs["reason"]
+    assert sum(t.state == TrialState.COMPLETE for t in counted(load(tmp_path, storage=storage))) == 3
+
+
 def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_path):
-    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=4", "sleep_s=0.25", "hydra/sweeper/pruner=none")
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=4", "sleep_s=0.25", "hydra/sweeper/lorasweep_pruner=none")
     process = sweep(tmp_path, *command, wait=False)
     deadline = time.monotonic() + 300
     killed_number = None
@@ -304,7 +384,7 @@ def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_pat
 def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backend):
     storage = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else f"journal:{tmp_path}/shared.log"
     command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.5", "hydra.sweeper.study_name=shared",
-               "hydra/sweeper/pruner=none")
+               "hydra/sweeper/lorasweep_pruner=none")
     first = sweep(tmp_path, *command, storage=storage, wait=False)
     second = sweep(tmp_path, *command, storage=storage, wait=False)
     for process in (first, second):
@@ -321,7 +401,7 @@ def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backe
 
 
 def test_joblib_trials_run_in_worker_processes_each_on_its_own_gpu(tmp_path):
-    sweep(tmp_path, "x=choice(0.3, 2.0)", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+    sweep(tmp_path, "x=interval(0.3, 2.0)", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.gpus=[0,1]",
           "hydra.sweeper.pruner.n_startup_trials=1")
     trials = load(tmp_path).get_trials()

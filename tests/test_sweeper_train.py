@@ -46,7 +46,7 @@ def test_notes_sweep_runs_the_ablation_first_with_wandb_runs_grouped_by_study(tm
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path, cache_dir):
-    run_train(["-m", "hydra/sweeper=lorasweep", "hydra/sweeper/sampler=grid", "experiment=quickstart",
+    run_train(["-m", "hydra/sweeper=lorasweep", "hydra/sweeper/lorasweep_sampler=grid", "experiment=quickstart",
                "trainer.max_samples_seen=48", "task.val_size=0", "optimizer.lr=choice(1e30, 2e-3)", "hydra.sweeper.n_trials=2",
                "hydra.sweeper.study_name=diverge", "hydra.sweeper.max_failure_rate=0.5"], tmp_path, cache_dir)
     study = optuna.load_study(study_name="diverge", storage=f"sqlite:///{tmp_path}/sweeps/diverge.db")
