@@ -177,4 +177,4 @@ def test_a_hub_model_that_cannot_be_reached_gives_a_clear_error(tmp_path, cache_
                        extra_env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     assert result.returncode == 1
     assert "could not load 'Qwen/Qwen2.5-0.5B-Instruct'" in result.stderr + result.stdout
-    assert "model.name_or_path to the local dir" in result.stderr + result.stdout
+    assert "hf download" in result.stderr + result.stdout and "model.name_or_path=DIR" in result.stderr + result.stdout
