@@ -28,11 +28,19 @@ def main(cfg: DictConfig) -> float | None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(cfg.cuda_visible_devices)
     from hydra.utils import instantiate
 
+    from runs.result import write_failure
+    from sft.checks import check_config
     from sft.errors import TrainingFailed
-    from sft.train import run_training
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
+        try:  # settings that cannot work are refused here, before torch is imported
+            check_config(cfg)
+        except ValueError as error:
+            write_failure(Path(run_dir), str(error), cfg.objective)
+            raise
+        from sft.train import run_training
+
         reporter = instantiate(cfg.trial) if cfg.get("trial") else None
         result = run_training(cfg, run_dir, reporter)
     except (ValueError, TrainingFailed) as error:

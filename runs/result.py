@@ -38,6 +38,12 @@ def write_result(run_dir: Path, result: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def write_failure(run_dir: Path, reason: str, objective_name: str) -> None:
+    """The result.json of a run stopped by bad input or a failure before it trained."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_result(run_dir, {STATUS: FAILED, REASON: reason, OBJECTIVE: None, OBJECTIVE_NAME: objective_name})
+
+
 def read_result(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(result, None); (None, None) when the run wrote none (yet); (None, problem) when it cannot be read
     (a job killed while writing it) or is not a JSON object."""
