@@ -5,6 +5,7 @@ METRICS_FILE = "metrics.jsonl"  # one JSON object per log step, appended while t
 TRAINER_LOG_FILE = "trainer_log.jsonl"  # the same log in LLaMA-Factory's field names
 RESULT_FILE = "result.json"  # written at the end of every run, whatever the end
 LOSS_PLOT_FILE = "training_loss.png"  # the loss as LLaMA-Factory draws it
+SAMPLES_FILE = "samples.jsonl"  # the ids of the samples each optimizer step trained on
 
 # the sweep dir
 SWEEP_RESULTS_FILE = "optimization_results.yaml"

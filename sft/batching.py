@@ -15,6 +15,7 @@ import datasets
 from sft.attention import PADDING_FREE_CHOICES, padding_free_attention
 from sft.collate import PaddedCollator, PaddingFreeCollator, pack_examples
 from sft.errors import ConfigError
+from sft.stream import SAMPLE_ID_COLUMN
 
 
 @dataclass
@@ -39,5 +40,5 @@ def batching_for(trainer_cfg: Any, attn_implementation: str, pad_token_id: int, 
     collator = PaddingFreeCollator(dense_mask=attention == "sdpa")
     if not packing:
         return Batching(collator, train, attention, 1.0)
-    rows = pack_examples([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in train], cutoff_len)
+    rows = pack_examples([{"input_ids": r["input_ids"], "labels": r["labels"], SAMPLE_ID_COLUMN: r[SAMPLE_ID_COLUMN]} for r in train], cutoff_len)
     return Batching(collator, datasets.Dataset.from_list(rows), attention, len(train) / len(rows))

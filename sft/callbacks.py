@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from runs.files import METRICS_FILE, TRAINER_LOG_FILE
+from runs.files import METRICS_FILE, SAMPLES_FILE, TRAINER_LOG_FILE
 from runs.jsonl import append_jsonl, read_jsonl, write_jsonl
 from runs.smoothing import objective_from_metrics
 
@@ -36,6 +36,7 @@ class SeenCounter(TrainerCallback, ExportableState):
         self.samples = 0
         self.tokens = 0
         self.elapsed_before = 0.0
+        self.step_ids: list[int] = []  # the samples of the optimizer step being built; not checkpointed
 
     def state(self) -> dict:
         return {"args": {}, "attributes": {"samples": self.samples, "tokens": self.tokens, "elapsed_before": self.elapsed_before}}
@@ -73,15 +74,18 @@ class RunLogCallback(TrainerCallback):
         outcome: Outcome,
         smoothing_unit: str,
         time_constant: float,
+        epoch_samples: int,
         reporter: Reporter | None = None,
         report_every: int = 1,
     ) -> None:
         self.metrics_path = run_dir / METRICS_FILE
         self.trainer_log_path = run_dir / TRAINER_LOG_FILE
+        self.samples_path = run_dir / SAMPLES_FILE
         self.counter = counter
         self.outcome = outcome
         self.unit = smoothing_unit
         self.time_constant = time_constant
+        self.epoch_samples = epoch_samples
         self.reporter = reporter
         self.report_every = max(1, int(report_every))
         self.records: list[dict] = []
@@ -96,6 +100,11 @@ class RunLogCallback(TrainerCallback):
         trainer_log = [r for r in read_log(self.trainer_log_path) if r["current_steps"] <= up_to_step]
         write_jsonl(self.metrics_path, self.records)
         write_jsonl(self.trainer_log_path, trainer_log)
+        write_jsonl(self.samples_path, [r for r in read_log(self.samples_path) if r["step"] <= up_to_step])
+
+    def start_fresh(self) -> None:
+        """A run that does not resume starts its sample record empty."""
+        self.samples_path.unlink(missing_ok=True)
 
     def elapsed(self) -> float:
         return self.counter.elapsed_before + time.time() - self.session_start
@@ -106,6 +115,12 @@ class RunLogCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.first_step_at is None:
             self.first_step_at = time.time()
+        append_jsonl(self.samples_path, {"step": state.global_step, "ids": self.counter.step_ids})
+        self.counter.step_ids = []
+
+    def trained_ids(self) -> list[int]:
+        """The ids of every sample trained on, in order (this session's and the resumed ones')."""
+        return [i for line in read_log(self.samples_path) for i in line["ids"]]
 
     def on_save(self, args, state, control, **kwargs):
         self.counter.elapsed_before = self.elapsed()
@@ -117,18 +132,20 @@ class RunLogCallback(TrainerCallback):
             return
         elapsed = self.elapsed()
         record: dict[str, Any] = {"step": state.global_step, "samples": self.counter.samples, "tokens": self.counter.tokens}
+        # passes over the training set; the Trainer's own count sees the whole budget as one epoch (sft.stream)
+        epoch = round(self.counter.samples / self.epoch_samples, 4) if self.epoch_samples else None
         if "loss" in logs:
             record.update(
                 loss=logs["loss"],
                 lr=logs.get("learning_rate"),
                 grad_norm=logs.get("grad_norm"),
-                epoch=logs.get("epoch"),
+                epoch=epoch,
                 elapsed=round(elapsed, 3),
                 samples_per_s=round(self.counter.samples / elapsed, 3) if elapsed > 0 else None,
                 tokens_per_s=round(self.counter.tokens / elapsed, 3) if elapsed > 0 else None,
             )
         else:
-            record.update(eval_loss=logs["eval_loss"], epoch=logs.get("epoch"), elapsed=round(elapsed, 3))
+            record.update(eval_loss=logs["eval_loss"], epoch=epoch, elapsed=round(elapsed, 3))
         self.records.append(record)
         append_jsonl(self.metrics_path, record)
         append_jsonl(self.trainer_log_path, llamafactory_line(record, state.max_steps, elapsed))

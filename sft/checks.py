@@ -7,6 +7,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from runs.smoothing import OBJECTIVES
+from sft.budget import check_budget, known_budget
 from sft.errors import ConfigError
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "constant_with_warmup")
@@ -75,9 +76,15 @@ def check_config(cfg: Any) -> None:
     _require(int(task.cutoff_len) >= 1, f"task.cutoff_len={task.cutoff_len} must be a positive number of tokens")
     _require(task.max_samples is None or int(task.max_samples) >= 1, f"task.max_samples={task.max_samples} must be >= 1 or null")
     _check_val_size(task.val_size)
+    _require(isinstance(task.get("data_seed"), int), f"task.data_seed={task.get('data_seed')} must be an integer (it fixes the split and the sample order; 0 is the default)")
+    _require(trainer.get("eval_batch_size") is None or int(trainer.eval_batch_size) >= 1,
+             f"trainer.eval_batch_size={trainer.get('eval_batch_size')} must be >= 1 or null (= per_device_batch_size)")
     _require(cfg.objective in OBJECTIVES, f"unknown objective {cfg.objective!r}: choose " + " | ".join(OBJECTIVES))
     _require(cfg.objective != "eval_loss" or float(task.val_size) > 0,
              "objective=eval_loss needs an eval split: set task.val_size (a fraction < 1 or a row count)")
     _require(cfg.smoothing.unit in UNITS, f"smoothing.unit={cfg.smoothing.unit!r}: choose samples or tokens")
     if cfg.smoothing.time_constant is not None:
         _require(float(cfg.smoothing.time_constant) > 0, f"smoothing.time_constant={cfg.smoothing.time_constant} must be > 0 or null")
+    budget = known_budget(trainer)
+    if budget is not None:
+        check_budget(cfg, budget)

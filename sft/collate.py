@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import torch
 from transformers import DataCollatorWithFlattening
 
+from sft.stream import PACKED_IDS_COLUMN, SAMPLE_ID_COLUMN
+
 IGNORE_INDEX = -100  # the label torch's cross_entropy skips (its default ignore_index)
 SAMPLE_COUNT_KEY = "sample_count"  # samples in a padding-free batch, whose one row holds them all; pop before forward
 
@@ -155,8 +157,12 @@ def pack_examples(examples: Sequence[Example], cutoff_len: int) -> list[Example]
 
 
 def merge_row(samples: Sequence[Example]) -> Example:
-    return {
+    """One packed row; it keeps its samples' ids when they carry one (sft.stream)."""
+    row = {
         "input_ids": [token for sample in samples for token in sample["input_ids"]],
         "labels": [label for sample in samples for label in sample["labels"]],
         "sequence_lengths": [len(sample["input_ids"]) for sample in samples],
     }
+    if all(SAMPLE_ID_COLUMN in sample for sample in samples):
+        row[PACKED_IDS_COLUMN] = [sample[SAMPLE_ID_COLUMN] for sample in samples]
+    return row

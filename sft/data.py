@@ -26,6 +26,7 @@ from sft.build_once import build_once
 from sft.errors import ConfigError, DataError
 from sft.formats import FILE_TYPES, DatasetAttr, convert_row, data_files, dataset_attrs, required_columns
 from sft.slot_encoder import SlotEncoder
+from sft.stream import SAMPLE_ID_COLUMN
 from sft.template import IGNORE_INDEX, Template, build_supervised_example, get_template, turn_elements
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ class PreparedData:
 
 
 def prepare_datasets(task: Any, tokenizer: Any, cache_dir: str | Path, seed: int, num_proc: int | None = None) -> PreparedData:
-    """Tokenized train (and eval, when task.val_size > 0) sets for a task config node."""
+    """Tokenized train (and eval, when task.val_size > 0) sets for a task config node. `seed` is the
+    data seed (task.data_seed): it alone fixes the held-out split. Every row gets its index in the
+    filtered set as SAMPLE_ID_COLUMN, the id the training stream and the fingerprints use."""
     template = get_template(task.template)
     check_cutoff(tokenizer, template, int(task.cutoff_len))
     attrs = dataset_attrs(task)
@@ -53,6 +56,7 @@ def prepare_datasets(task: Any, tokenizer: Any, cache_dir: str | Path, seed: int
     key = cache_key(attrs, raw_sets, tokenizer, template, task)
     tokenized = cached_tokenize(raw_sets, attrs, tokenizer, template, task, Path(cache_dir) / "tokenized" / key, num_proc)
     tokenized, counts = count_and_filter(tokenized, int(task.cutoff_len), bool(task.keep_rows_without_labels))
+    tokenized = tokenized.add_column(SAMPLE_ID_COLUMN, list(range(len(tokenized))))
     train, evaluation = split_eval(tokenized, task.val_size, seed)
     counts = {**counts, "train_rows": len(train), "eval_rows": len(evaluation) if evaluation is not None else 0}
     return PreparedData(train=train, eval=evaluation, counts=counts)

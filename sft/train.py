@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -19,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from runs.files import LOSS_PLOT_FILE
 from runs.loss_plot import plot_llamafactory_loss
-from runs.result import write_result
+from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, TRAIN_SEED, write_result
 from runs.smoothing import default_time_constant, objective_from_metrics
+from sft.budget import budget_warnings, check_budget, plan_budget
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
 from sft.checks import check_config
 from sft.ending import ending_recorded
@@ -50,27 +50,33 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     from sft.batching import batching_for
     from sft.data import prepare_datasets
     from sft.model import check_vocab, load_model, load_tokenizer, resolve_precision
+    from sft.stream import SAMPLE_ID_COLUMN, SampleIdCollator, StreamSampler, fingerprint
     from sft.trainer import SFTTrainer
 
     started = time.time()
     check_config(cfg)
     datasets.disable_progress_bars()
-    transformers.set_seed(int(cfg.trainer.seed))
+    data_seed, train_seed = int(cfg.task.data_seed), int(cfg.trainer.seed)
+    transformers.set_seed(train_seed)  # LoRA init and dropout; the data's order and split follow data_seed
     precision = resolve_precision(cfg.trainer.precision)
     cache_dir = cfg.paths.cache_dir
     tokenizer = load_tokenizer(cfg.model, cache_dir)
-    data = prepare_datasets(cfg.task, tokenizer, cache_dir, seed=int(cfg.trainer.seed), num_proc=os.cpu_count())
+    data = prepare_datasets(cfg.task, tokenizer, cache_dir, seed=data_seed, num_proc=os.cpu_count())
     log.info("data: %s", data.counts)
     batching = batching_for(cfg.trainer, cfg.model.attn_implementation, tokenizer.pad_token_id, data.train, int(cfg.task.cutoff_len))
     model = load_model(cfg.model, cfg.lora, precision, cache_dir, bool(cfg.trainer.gradient_checkpointing), batching.attn_implementation)
     check_vocab(tokenizer, model)
 
-    budget = plan_budget(cfg.trainer, len(data.train), batching.samples_per_row)
+    budget = plan_budget(cfg.trainer, len(batching.train), batching.samples_per_row)
+    check_budget(cfg, budget)
+    for warning in budget_warnings(cfg, budget):
+        log.warning("%s", warning)
+    stream = StreamSampler(len(batching.train), budget["rows"], data_seed, bool(cfg.trainer.shuffle))
     unit = cfg.smoothing.unit
     planned = budget["samples"] if unit == "samples" else budget["samples"] * mean_length(data.train)
     time_constant = float(cfg.smoothing.time_constant or default_time_constant(planned))
     counter, outcome = SeenCounter(), Outcome()
-    run_log = RunLogCallback(run_dir, counter, outcome, unit, time_constant, reporter, cfg.trainer.report_every)
+    run_log = RunLogCallback(run_dir, counter, outcome, unit, time_constant, len(data.train), reporter, cfg.trainer.report_every)
     args = training_arguments(cfg, run_dir, precision, budget["steps"], has_eval=data.eval is not None)
     wandb_run = start_wandb(cfg, run_dir) if cfg.logger.name == "wandb" else None
     trainer = SFTTrainer(
@@ -78,11 +84,11 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
         args=args,
         train_dataset=batching.train,
         eval_dataset=data.eval,
-        data_collator=batching.collator,
+        data_collator=SampleIdCollator(batching.collator),
         processing_class=tokenizer,
         callbacks=[counter, run_log, RichProgressCallback(f"{cfg.name}")],
         counter=counter,
-        shuffle=bool(cfg.trainer.shuffle),
+        stream=stream,
     )
     trainer.remove_callback(PrinterCallback)  # our rich bar and run-dir logs replace its printed dicts
     checkpoint = find_checkpoint(cfg.trainer.resume, run_dir)
@@ -90,6 +96,8 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
         counter.restore(checkpoint)
         run_log.load_previous(checkpoint_step(checkpoint))
         log.info("resuming from %s", checkpoint)
+    else:
+        run_log.start_fresh()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
         if outcome.status == "completed" and data.eval is not None and (not run_log.records or "eval_loss" not in run_log.records[-1]):
@@ -99,11 +107,15 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
             wandb_run.finish()
     records = run_log.records
     objective = objective_from_metrics(records, cfg.objective, unit, time_constant) if outcome.status != "failed" else None
+    if outcome.status == "completed" and objective is None:
+        outcome.end("failed", f"the run ended without a {cfg.objective}: it logged no {'eval' if cfg.objective == 'eval_loss' else 'training'} "
+                    "loss (lower trainer.logging_steps / trainer.eval_steps or raise the budget)")
     if outcome.status != "failed":
         trainer.save_model(str(run_dir))
     train_points = [r for r in records if "loss" in r]
     if train_points:
         plot_llamafactory_loss([r["step"] for r in train_points], [r["loss"] for r in train_points], run_dir / LOSS_PLOT_FILE, f"training loss of {run_dir}")
+    trained_ids = run_log.trained_ids()
     last = records[-1] if records else {"samples": counter.samples, "tokens": counter.tokens, "step": trainer.state.global_step}
     result = {
         "status": outcome.status,
@@ -112,9 +124,15 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
         "objective_name": cfg.objective,
         "direction": "minimize",
         "smoothing": {"unit": unit, "time_constant": time_constant},
-        "budget": {**budget, "tokens": int(planned) if unit == "tokens" else None},
+        "budget": {"steps": budget["steps"], "samples": budget["samples"], "tokens": int(planned) if unit == "tokens" else None},
         "seen": {"samples": counter.samples, "tokens": counter.tokens, "steps": trainer.state.global_step},
         "last_log": last,
+        DATA_SEED: data_seed,
+        TRAIN_SEED: train_seed,
+        SAMPLES_TRAINED: len(trained_ids),
+        DATA_FINGERPRINT: fingerprint(trained_ids),
+        SPLIT_FINGERPRINT: fingerprint(data.eval[SAMPLE_ID_COLUMN]) if data.eval is not None else None,
+        "shuffle": bool(cfg.trainer.shuffle),
         "counts": data.counts,
         "elapsed": run_log.elapsed(),
         # from the recipe's start (config checked, modules imported) to the first optimizer step: the
@@ -126,25 +144,6 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     if outcome.status == "failed":
         raise TrainingFailed(outcome.reason)
     return result
-
-
-def plan_budget(trainer_cfg: Any, train_samples: int, samples_per_row: float = 1.0) -> dict[str, int]:
-    """Optimizer steps and samples the run will see. A budget in samples wins (fair across batch
-    sizes: each trial of a sweep sees the same data), then max_steps, then epochs. With packing a row
-    holds samples_per_row samples on average."""
-    rows_per_step = int(trainer_cfg.per_device_batch_size) * int(trainer_cfg.gradient_accumulation_steps) * world_size()
-    per_step = max(1, round(rows_per_step * samples_per_row))
-    if int(trainer_cfg.max_samples_seen) > 0:
-        steps = math.ceil(int(trainer_cfg.max_samples_seen) / per_step)
-        return {"steps": steps, "samples": steps * per_step}
-    if int(trainer_cfg.max_steps) > 0:
-        return {"steps": int(trainer_cfg.max_steps), "samples": int(trainer_cfg.max_steps) * per_step}
-    steps = math.ceil(float(trainer_cfg.epochs) * math.ceil(train_samples / per_step))
-    return {"steps": steps, "samples": round(float(trainer_cfg.epochs) * train_samples)}
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def mean_length(dataset: Any) -> float:
@@ -162,7 +161,7 @@ def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps
     return TrainingArguments(
         output_dir=str(run_dir),
         per_device_train_batch_size=int(trainer.per_device_batch_size),
-        per_device_eval_batch_size=int(trainer.per_device_batch_size),
+        per_device_eval_batch_size=int(trainer.eval_batch_size or trainer.per_device_batch_size),
         gradient_accumulation_steps=int(trainer.gradient_accumulation_steps),
         max_steps=max_steps,
         learning_rate=float(optimizer.lr),
@@ -183,8 +182,6 @@ def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps
         eval_strategy="steps" if has_eval else "no",
         eval_steps=int(eval_steps) if has_eval else None,
         seed=int(trainer.seed),
-        data_seed=int(trainer.seed),
-        train_sampling_strategy="random" if trainer.shuffle else "sequential",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=precision == "fp32" and not _cuda(),

@@ -1,6 +1,7 @@
 """train.py end to end on the tiny model and the demo data, through its command line."""
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,19 @@ def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, cache_di
     assert json.loads((run_dir / "result.json").read_text())["status"] == "failed"
 
 
+def test_a_budget_shorter_than_one_logging_interval_is_refused_before_torch_is_imported(tmp_path, cache_dir):
+    run_dir = tmp_path / "short"
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "LORASWEEP_CACHE": str(cache_dir)}
+    result = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "train.py"), *TINY, "trainer.max_samples_seen=4",
+                             f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "set trainer.logging_steps=1 or less" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.rsplit("|", 1)[-1].strip() == "torch"]
+    saved = json.loads((run_dir / "result.json").read_text())
+    assert saved["status"] == "failed" and "logging interval" in saved["reason"]
+
+
 def compose_train(overrides):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
@@ -128,6 +142,8 @@ def compose_train(overrides):
         ("scheduler.name=exponential", "unknown scheduler 'exponential'"),
         ("trainer.epochs=0", "no training budget"),
         ("objective=eval_loss", "needs an eval split"),
+        ("trainer.max_samples_seen=16", r"shorter than one logging interval .* set trainer.logging_steps=4 or less"),
+        ("task.data_seed=null", "task.data_seed=None must be an integer"),
     ],
 )
 def test_impossible_settings_are_refused(override, message):
