@@ -14,7 +14,7 @@ from typing import Any
 from analysis.ranking import Ranking
 from analysis.sweep import Effect
 
-FIGURE_COLUMNS = ("jaggedness", "descent", "tail_change", "still_falling", "spikes", "points")
+FIGURE_COLUMNS = ("noise", "descent", "tail_change", "still_falling", "spikes", "points")
 THROUGHPUT_COLUMNS = ("samples_per_s", "tokens_per_s")
 
 
@@ -67,7 +67,7 @@ def display(value: Any) -> str:
     return str(value)
 
 
-TERMINAL_FIGURES = {"jaggedness": "jagged", "descent": "descent", "tail_change": "tail", "spikes": "spikes", "eval_loss": "eval_loss"}
+TERMINAL_FIGURES = {"noise": "noise", "descent": "descent", "tail_change": "tail", "spikes": "spikes", "eval_loss": "eval_loss"}
 NON_TERMINAL_WIDTH = 160
 
 
@@ -98,18 +98,19 @@ def effect_lines(effects: list[Effect], value_label: str) -> list[list[str]]:
     return [
         [
             e.remedy,
-            value_label if e.figure == "value" else e.figure,
+            f"level ({value_label})" if e.figure == "value" else e.figure,
             display(e.baseline),
             display(e.remedy_value),
             display(e.change),
             "-" if e.relative is None else f"{100 * e.relative:+.1f}%",
-            "within noise" if e.within_noise else "",
+            display(e.spread),
+            "within noise" if e.within_noise else ("" if e.spread is not None else "no repeats to judge"),
         ]
         for e in effects
     ]
 
 
-EFFECT_HEADER = ["remedy", "figure", "baseline", "with remedy", "change", "relative", "call"]
+EFFECT_HEADER = ["remedy", "figure", "baseline", "with remedy", "change", "relative", "seed spread", "call"]
 
 
 def importance_lines(importances: dict[str, dict[str, float]]) -> list[list[str]]:
@@ -173,7 +174,7 @@ def write_json(findings: Findings, rows: list[dict[str, Any]], out_path: str | P
         "rows": rows,
         "ablation": [
             {"remedy": e.remedy, "figure": e.figure, "baseline": e.baseline, "value": e.remedy_value,
-             "change": e.change, "relative": e.relative, "noise": e.noise, "within_noise": e.within_noise}
+             "change": e.change, "relative": e.relative, "seed_spread": e.spread, "within_noise": e.within_noise}
             for e in findings.effects
         ],
         "importance": findings.importances,

@@ -12,7 +12,7 @@ from analysis.smoothing import time_constant_ema
 from analysis.sweep import Effect
 
 MAX_SCATTER_PARAMS = 6
-ABLATION_FIGURES = ("value", "jaggedness", "descent")
+ABLATION_FIGURES = ("value", "noise", "descent")
 
 
 def pyplot() -> Any:
@@ -89,7 +89,7 @@ def plot_param_scatter(ranking: Ranking, out_path: str | Path) -> Path | None:
 
 def plot_ablation(effects: list[Effect], out_path: str | Path, value_label: str) -> Path | None:
     """Relative change against the baseline, per remedy, for the ranked value (named `value_label`),
-    jaggedness and descent."""
+    noise and descent."""
     remedies = sorted({effect.remedy for effect in effects})
     if not remedies:
         return None

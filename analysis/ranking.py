@@ -34,6 +34,7 @@ class RankedRow:
     rank: int | None = None
     flags: list[str] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
+    diagnoses: list[Diagnosis] = field(default_factory=list)
 
     @property
     def run(self) -> RunRecord:
@@ -42,6 +43,22 @@ class RankedRow:
     @property
     def name(self) -> str:
         return self.run.name if len(self.members) == 1 else f"{self.run.name} (+{len(self.members) - 1} repeats)"
+
+    def figure_values(self, figure: str) -> list[float]:
+        """One diagnosis figure ("noise", "descent", ...) of every repeat that has it."""
+        values = (getattr(diagnosis, figure) for diagnosis in self.diagnoses)
+        return [float(value) for value in values if value is not None]
+
+
+def pooled_spread(groups: list[list[float]]) -> float | None:
+    """The seed spread: the std of repeats around their own setting's mean, pooled over every setting
+    with two or more repeats (each weighted by its degrees of freedom); None without repeats."""
+    repeated = [values for values in groups if len(values) >= 2]
+    freedom = sum(len(values) - 1 for values in repeated)
+    if not freedom:
+        return None
+    squares = sum(statistics.variance(values) * (len(values) - 1) for values in repeated)
+    return (squares / freedom) ** 0.5
 
 
 @dataclass
@@ -207,6 +224,7 @@ def rank_runs(
         if row.value is None and by != "smoothed_loss":
             row.flags.append(f"no {by} recorded")
         if budget is not None and time_constant is not None:
+            row.diagnoses = [d for d in (diagnose(run, unit, time_constant) for run in members) if d is not None]
             row.diagnosis = diagnose(row.run, unit, time_constant)
         rows.append(row)
     sign = 1.0 if direction == "minimize" else -1.0
