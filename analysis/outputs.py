@@ -5,6 +5,7 @@ Every output (terminal, files, report, W&B) is built from `table_rows`, so their
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ def table_rows(ranking: Ranking, top: int | None = None) -> list[dict[str, Any]]
             "run": row.name,
             "state": row.run.status,
             "source": row.run.source,
+            "group": row.group,
             ranking.by: row.value,
             "spread": row.spread,
             "repeats": len(row.repeats),
@@ -80,14 +82,15 @@ def readable_table(ranking: Ranking, rows: list[dict[str, Any]]) -> tuple[list[s
     """Header and text cells as people read them (terminal and report alike): the value with its
     spread, the diagnosis, and the varied params in one column."""
     figures = {key: header for key, header in TERMINAL_FIGURES.items() if key != ranking.by}
-    header = ["#", "run", "state", ranking.by, *figures.values(), "flags", "params"]
+    grouped = len(ranking.groups) > 1
+    header = [*(["group"] if grouped else []), "#", "run", "state", ranking.by, *figures.values(), "flags", "params"]
     lines = []
     for row in rows:
         value = display(row[ranking.by])
         if row["spread"] is not None:
             value += f" ± {display(row['spread'])} (n={row['repeats']})"
         lines.append([
-            display(row["rank"]), row["run"], row["state"], value,
+            *([row["group"]] if grouped else []), display(row["rank"]), row["run"], row["state"], value,
             *(display(row[key]) for key in figures),
             row["flags"], compact_params(row, ranking.varying_params),
         ])
@@ -171,6 +174,8 @@ def write_json(findings: Findings, rows: list[dict[str, Any]], out_path: str | P
         "unit": ranking.unit,
         "budget": ranking.budget,
         "time_constant": ranking.time_constant,
+        "seed_spread": ranking.seed_spread,
+        "groups": [dataclasses.asdict(group) for group in ranking.groups],
         "rows": rows,
         "ablation": [
             {"remedy": e.remedy, "figure": e.figure, "baseline": e.baseline, "value": e.remedy_value,

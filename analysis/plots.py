@@ -40,7 +40,7 @@ def plot_run(run: RunRecord, out_path: str | Path) -> Path:
 
 def plot_overlay(ranking: Ranking, top: int, out_path: str | Path) -> Path | None:
     """The top runs' ranking-smoothed curves on one axis, with the common budget marked."""
-    rows = [row for row in ranking.rows if row.rank is not None and len(row.run.series.positions(ranking.unit)) >= 2][:top]
+    rows = [row for row in ranking.main_rows if row.rank is not None and len(row.run.series.positions(ranking.unit)) >= 2][:top]
     if not rows or ranking.time_constant is None:
         return None
     plt = pyplot()

@@ -14,6 +14,7 @@ from typing import Any
 from analysis.diagnosis import Diagnosis, diagnose
 from analysis.records import AnalysisInputError, RunRecord, is_number
 from analysis.smoothing import default_time_constant, time_constant_ema, value_at_budget
+from analysis.streams import comparable_groups
 
 SEED_KEYS = frozenset({"seed", "trainer.seed"})
 SEED_VALUES_ATTR = "values_per_seed"  # the sweeper's user attrs for repeats
@@ -35,6 +36,7 @@ class RankedRow:
     flags: list[str] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
+    group: str = "A"
 
     @property
     def run(self) -> RunRecord:
@@ -62,7 +64,23 @@ def pooled_spread(groups: list[list[float]]) -> float | None:
 
 
 @dataclass
+class GroupSummary:
+    """One group of comparable runs: its size, why it is apart from group A, and how it was read."""
+
+    label: str
+    size: int
+    reason: str | None
+    notes: list[str]
+    budget: float | None
+    time_constant: float | None
+    seed_spread: float | None
+
+
+@dataclass
 class Ranking:
+    """Rows of group A (the ranking) first, then each set-apart group ranked among itself, then the
+    unranked rows. budget, time_constant and seed_spread are group A's."""
+
     rows: list[RankedRow]
     by: str
     direction: str
@@ -70,6 +88,29 @@ class Ranking:
     budget: float | None
     time_constant: float | None
     varying_params: list[str]
+    groups: list[GroupSummary] = field(default_factory=list)
+    seed_spread: float | None = None
+
+    @property
+    def main_rows(self) -> list[RankedRow]:
+        """The rows of group A: what ablation, importance and the overlay compare."""
+        return [row for row in self.rows if row.group == "A"]
+
+    def notes(self) -> list[str]:
+        """In words: the seed spread the calls were judged by, and each group set apart and why."""
+        lines = []
+        if self.seed_spread is None:
+            lines.append("no repeated settings (hydra.sweeper.repeats): differences cannot be judged against "
+                         "the seed spread")
+        else:
+            lines.append(f"seed spread (std over repeats, pooled): {self.seed_spread:.4g}; closer calls are marked "
+                         "within noise")
+        for group in self.groups:
+            lines.extend(group.notes)
+            if group.reason is not None:
+                budget = "" if group.budget is None else f", read at {group.budget:g} {self.unit}"
+                lines.append(f"group {group.label} ({group.size} runs{budget}) set apart: {group.reason}")
+        return lines
 
     def describe(self) -> str:
         """The sentence every output carries, so a reader knows what the numbers mean."""
@@ -165,40 +206,27 @@ def pool(row: RankedRow, values: list[float | None], by: str) -> None:
         row.spread = first_objective(attrs[SPREAD_ATTR])
 
 
-def flag_neighbours(ranked: list[RankedRow]) -> None:
-    """Ties share a rank; a gap inside the repeats' spread is "within noise" and not called a win."""
+def flag_neighbours(ranked: list[RankedRow], seed_spread: float | None) -> None:
+    """Ties share a rank; a gap inside the seed spread (the two rows' own, or `seed_spread` pooled over
+    the group's repeated settings) is "within noise" and not called a win."""
     for position, row in enumerate(ranked):
         row.rank = position + 1
         if position == 0:
             continue
         above = ranked[position - 1]
         gap = abs(row.value - above.value)
+        noise = max(row.spread or 0.0, above.spread or 0.0, seed_spread or 0.0)
         if gap <= TIE_TOLERANCE * max(1.0, abs(above.value)):
             row.rank = above.rank
             row.flags.append(f"tie with #{above.rank}")
-        elif gap <= max(row.spread or 0.0, above.spread or 0.0):
-            row.flags.append(f"within noise of #{above.rank}")
+        elif gap <= noise:
+            row.flags.append(f"within noise of #{above.rank} (gap {gap:.3g} <= seed spread {noise:.3g})")
 
 
-def rank_runs(
-    runs: list[RunRecord],
-    by: str = "smoothed_loss",
-    unit: str = "samples",
-    budget: float | None = None,
-    time_constant: float | None = None,
-    direction: str = "minimize",
-    short_fraction: float = SHORT_FRACTION,
-) -> Ranking:
-    """Rank `runs` by the smoothed loss at a common budget (default), eval_loss, or any recorded metric.
-
-    The common budget and time constant are worked out for every `by`, because diagnosis and the
-    overlay plot read the curves with them too.
-    """
-    if direction not in ("minimize", "maximize"):
-        raise AnalysisInputError(f"direction must be minimize or maximize, got {direction!r}")
-    if by not in ("smoothed_loss", "eval_loss") and not any(metric_value(run, by) is not None for run in runs):
-        known = sorted({key for run in runs for key in run.summary} | {"smoothed_loss", "eval_loss"})
-        raise AnalysisInputError(f"no run recorded the metric {by!r}; recorded metrics: {', '.join(known)}")
+def rank_group(
+    runs: list[RunRecord], by: str, unit: str, budget: float | None, time_constant: float | None, short_fraction: float
+) -> tuple[list[RankedRow], float | None, float | None]:
+    """The rows of one group of comparable runs, unsorted, and the budget and time constant they were read with."""
     finals = {id(run): run.series.positions(unit)[-1] for run in runs if run.series.positions(unit)}
     default_budget, short_below = common_budget(list(finals.values()), short_fraction)
     budget = budget if budget is not None else default_budget
@@ -227,19 +255,58 @@ def rank_runs(
             row.diagnoses = [d for d in (diagnose(run, unit, time_constant) for run in members) if d is not None]
             row.diagnosis = diagnose(row.run, unit, time_constant)
         rows.append(row)
+    return rows, budget, time_constant
+
+
+def rank_runs(
+    runs: list[RunRecord],
+    by: str = "smoothed_loss",
+    unit: str = "samples",
+    budget: float | None = None,
+    time_constant: float | None = None,
+    direction: str = "minimize",
+    short_fraction: float = SHORT_FRACTION,
+) -> Ranking:
+    """Rank `runs` by the smoothed loss at a common budget (default), eval_loss, or any recorded metric.
+
+    Only runs that used the same data are ranked against each other (analysis.streams): group A, the
+    largest such group, is the ranking; every other group is ranked among itself after it, with the
+    reason. The common budget and time constant are worked out per group for every `by`, because
+    diagnosis and the overlay plot read the curves with them too. A gap between neighbours smaller than
+    the seed spread (their own, or pooled over the group's repeated settings) is marked "within noise".
+    """
+    if direction not in ("minimize", "maximize"):
+        raise AnalysisInputError(f"direction must be minimize or maximize, got {direction!r}")
+    if by not in ("smoothed_loss", "eval_loss") and not any(metric_value(run, by) is not None for run in runs):
+        known = sorted({key for run in runs for key in run.summary} | {"smoothed_loss", "eval_loss"})
+        raise AnalysisInputError(f"no run recorded the metric {by!r}; recorded metrics: {', '.join(known)}")
     sign = 1.0 if direction == "minimize" else -1.0
-    ranked = sorted((row for row in rows if row.value is not None), key=lambda row: sign * row.value)
-    unranked = sorted(
-        (row for row in rows if row.value is None),
-        key=lambda row: STATE_ORDER.index(row.run.status) if row.run.status in STATE_ORDER else len(STATE_ORDER),
-    )
-    flag_neighbours(ranked)
+    ordered: list[RankedRow] = []
+    unranked: list[RankedRow] = []
+    readings: list[tuple[float | None, float | None, float | None]] = []
+    groups = comparable_groups(runs, by)
+    for group in groups:
+        rows, group_budget, group_tau = rank_group(group.runs, by, unit, budget, time_constant, short_fraction)
+        for row in rows:
+            row.group = group.label
+            row.flags.extend(group.flags[id(run)] for run in row.members if id(run) in group.flags)
+        ranked = sorted((row for row in rows if row.value is not None), key=lambda row: sign * row.value)
+        spread = pooled_spread([row.repeats for row in ranked])
+        flag_neighbours(ranked, spread)
+        ordered.extend(ranked)
+        unranked.extend(row for row in rows if row.value is None)
+        readings.append((group_budget, group_tau, spread))
+    unranked.sort(key=lambda row: STATE_ORDER.index(row.run.status) if row.run.status in STATE_ORDER else len(STATE_ORDER))
+    main_budget, main_tau, main_spread = readings[0]
     return Ranking(
-        rows=ranked + unranked,
+        rows=ordered + unranked,
         by=by,
         direction=direction,
         unit=unit,
-        budget=budget,
-        time_constant=time_constant,
+        budget=main_budget,
+        time_constant=main_tau,
         varying_params=varying_params(runs),
+        groups=[GroupSummary(group.label, len(group.runs), group.reason, group.notes, *reading)
+                for group, reading in zip(groups, readings, strict=True)],
+        seed_spread=main_spread,
     )

@@ -71,7 +71,7 @@ def seed_spread(rows: list[RankedRow], figure: str) -> float | None:
 
 def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
     """Each remedy's change of each figure against the baseline; a message instead when there is none."""
-    ablations = {row.run.attrs["ablation"]: row for row in ranking.rows if isinstance(row.run.attrs.get("ablation"), str)}
+    ablations = {row.run.attrs["ablation"]: row for row in ranking.main_rows if isinstance(row.run.attrs.get("ablation"), str)}
     if not ablations:
         return [], "no one-change-at-a-time trials (user attr 'ablation') among these runs"
     baseline = ablations.pop(BASELINE, None)
@@ -80,7 +80,7 @@ def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
     if not ablations:
         return [], f"only the '{BASELINE}' ablation trial so far; no remedy to compare with it yet"
     effects: list[Effect] = []
-    pooled = {figure: seed_spread(ranking.rows, figure) for figure in FIGURES}
+    pooled = {figure: seed_spread(ranking.main_rows, figure) for figure in FIGURES}
     for remedy, row in ablations.items():
         for figure in FIGURES:
             before, after = figure_of(baseline, figure), figure_of(row, figure)
@@ -115,7 +115,7 @@ def param_importances(ranking: Ranking) -> tuple[dict[str, dict[str, float]], li
         get_param_importances,
     )
 
-    rows = [row for row in ranking.rows if row.value is not None]
+    rows = [row for row in ranking.main_rows if row.value is not None]
     keys = [key for key in ranking.varying_params if all(key in row.run.params for row in rows)]
     if len(rows) < MIN_TRIALS_FOR_IMPORTANCE or not keys:
         return {}, [

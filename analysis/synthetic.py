@@ -27,8 +27,10 @@ def write_run_dir(
     status: str = "completed",
     tokens_per_sample: int = 50,
     eval_loss: float | None = None,
+    result_fields: dict[str, object] | None = None,
 ) -> Path:
-    """A run dir with .hydra/{config,overrides}.yaml, metrics.jsonl (one line per optimizer step) and result.json."""
+    """A run dir with .hydra/{config,overrides}.yaml, metrics.jsonl (one line per optimizer step) and
+    result.json (plus `result_fields`, such as the data stream's data_fingerprint and samples_trained)."""
     hydra = run_dir / ".hydra"
     hydra.mkdir(parents=True, exist_ok=True)
     config: dict = {"trainer": {"per_device_batch_size": batch_size, "seed": 42}}
@@ -55,6 +57,6 @@ def write_run_dir(
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     seen = {"samples": len(losses) * batch_size, "tokens": len(losses) * batch_size * tokens_per_sample, "steps": len(losses)}
     result = {"status": status, "reason": None, "objective": None, "objective_name": "smoothed_loss",
-              "direction": "minimize", "seen": seen}
+              "direction": "minimize", "seen": seen, **(result_fields or {})}
     (run_dir / "result.json").write_text(json.dumps(result), encoding="utf-8")
     return run_dir
