@@ -23,7 +23,7 @@ MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard d
 DROP_DONE_FRACTION = 0.9  # the steep initial drop is over once the curve has done this much of its fall
 TREND_WINDOW_FRACTION = 0.05  # the centred moving average that finds the drop spans 5% of the points
 SECOND_DIFFERENCE_VARIANCE = 6.0  # var(e[i-1] - 2 e[i] + e[i+1]) = 6 var(e) for independent noise
-MIN_NOISE_POINTS = 5
+MIN_NOISE_POINTS = 5  # a short run keeps at least this many points, at the cost of some of the drop
 
 
 @dataclass
@@ -96,10 +96,12 @@ def second_differences(losses: list[float]) -> list[float]:
 
 
 def noise_level(losses: list[float]) -> float | None:
-    """Std of the logged loss around its trend after the steep initial drop; None with too few points."""
-    differences = second_differences(losses[drop_end(losses) :])
-    if len(differences) < MIN_NOISE_POINTS:
+    """Std of the logged loss around its trend after the steep initial drop; None with fewer than 5
+    points. A run logged only a few times keeps its last 5 points even if the drop reaches into them:
+    a rough figure (log more often, trainer.logging_steps, for a firm one)."""
+    if len(losses) < MIN_NOISE_POINTS:
         return None
+    differences = second_differences(losses[min(drop_end(losses), len(losses) - MIN_NOISE_POINTS) :])
     return math.sqrt(statistics.fmean(d * d for d in differences) / SECOND_DIFFERENCE_VARIANCE)
 
 

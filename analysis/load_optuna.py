@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from analysis.records import AnalysisInputError, LoadResult, RunRecord, Series, is_number
+from analysis.records import AnalysisInputError, LoadResult, RunRecord, Series, is_number, without_plumbing
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 JOURNAL_PREFIX = "journal:"  # the sweeper's spelling of a journal file storage: journal:sweeps/x.log
@@ -20,6 +20,7 @@ PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 TRIAL_STATES = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 RUN_DIRS_ATTR = "run_dirs"  # the sweeper's user attr: the run dir of each repeat
 RUN_DIR_ATTR = "run_dir"
+OVERRIDES_ATTR = "overrides"  # the sweeper's user attr: every override the trial ran with
 
 
 def shown(storage: str) -> str:
@@ -95,7 +96,7 @@ def trial_record(trial: Any, study_name: str, storage: str, unit: str) -> RunRec
         source="optuna",
         path=f"{shown(storage)}#{study_name}/{trial.number}",
         status=TRIAL_STATES.get(trial.state.name, "unknown"),
-        params=dict(trial.params),
+        params=params_with_overrides(dict(trial.params), attrs),
         series=series,
         eval_loss=float(attrs["eval_loss"]) if is_number(attrs.get("eval_loss")) else None,
         summary=summary,
@@ -103,6 +104,23 @@ def trial_record(trial: Any, study_name: str, storage: str, unit: str) -> RunRec
         group=study_name,
         notes=notes,
     )
+
+
+def params_with_overrides(params: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params with every override it ran with (user attr "overrides"): the sampled params
+    alone leave out what an enqueued ablation trial fixed or the sweeper derived (gradient accumulation
+    from the batch size). Unparsable overrides leave the sampled params as they are."""
+    from hydra.errors import HydraException
+
+    from analysis.load_rundir import parse_overrides
+
+    overrides = attrs.get(OVERRIDES_ATTR)
+    if not isinstance(overrides, list):
+        return params
+    try:
+        return {**without_plumbing(parse_overrides(overrides)), **params}
+    except HydraException:
+        return params
 
 
 def load_study_runs(storage: str, study_name: str | None) -> LoadResult:

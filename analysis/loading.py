@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.load_llamafactory import is_llamafactory_dir, load_llamafactory_dir
-from analysis.load_optuna import load_study_runs, merge_trials_into_run_dirs
+from analysis.load_optuna import load_study_runs, merge_trials_into_run_dirs, named_run_dirs
 from analysis.load_rundir import is_run_dir, load_run_dir
 from analysis.load_trials_csv import TRIALS_CSV, load_trials_csv
 from analysis.load_wandb import is_wandb_run_dir, load_offline_run, load_online_runs
@@ -81,8 +81,31 @@ def load_path(path: str, read_trials_csv: bool = True) -> LoadResult:
         result.extend(load_one(run_dir, run_name(root, run_dir)))
     if read_trials_csv:
         for table in trial_tables:
-            result.extend(load_trials_csv(table))
+            trials = load_trials_csv(table)
+            result.extend(trials)
+            result.extend(load_other_sweep_dirs(trials.runs, table.parent, {Path(run.path).resolve() for run in result.runs}))
         result.runs = [run for run in merge_trials_into_run_dirs(result.runs) if run.source != "optuna"]
+    return result
+
+
+def locate(named: str, sweep_dir: Path) -> Path | None:
+    """A run dir a trial names, as it is on this disk: absolute, relative to the working dir, or relative
+    to a folder above the sweep dir (the sweep ran from there: `multirun/DATE/TIME/N`)."""
+    path = Path(named)
+    candidates = [path] if path.is_absolute() else [path, *(folder / path for folder in sweep_dir.resolve().parents)]
+    return next((candidate for candidate in candidates if candidate.is_dir()), None)
+
+
+def load_other_sweep_dirs(trials: list[RunRecord], sweep_dir: Path, loaded: set[Path]) -> LoadResult:
+    """The run dirs of a resumed study's trials that ran from another sweep dir (each sweep process
+    writes its own): trials.csv lists every trial of the study, so the study ranks whole from any of them."""
+    result = LoadResult()
+    for trial in trials:
+        for named in named_run_dirs(trial):
+            found = locate(named, sweep_dir)
+            if found is not None and found.resolve() not in loaded and is_run_dir(found):
+                loaded.add(found.resolve())
+                result.extend(load_one(found, run_name(found.parent.parent, found)))
     return result
 
 

@@ -152,20 +152,49 @@ def smoothed_value(run: RunRecord, unit: str, budget: float, time_constant: floa
     return value_at_budget(positions, time_constant_ema(positions, run.series.loss, time_constant), budget)
 
 
+def state_order(run: RunRecord) -> int:
+    return STATE_ORDER.index(run.status) if run.status in STATE_ORDER else len(STATE_ORDER)
+
+
 def group_repeats(runs: list[RunRecord]) -> list[list[RunRecord]]:
-    """Runs whose params differ only in the seed are repeats of one setting; runs without params stand alone."""
+    """Runs whose params differ only in the seed are repeats of one setting; runs without params stand
+    alone. A completed repeat leads its group (its name and state head the row)."""
     groups: dict[tuple, list[RunRecord]] = {}
     for index, run in enumerate(runs):
         key: tuple = tuple(sorted((k, repr(v)) for k, v in run.params.items() if k not in SEED_KEYS))
         groups.setdefault(key if key else ("run", index), []).append(run)
-    return list(groups.values())
+    return [sorted(members, key=state_order) for members in groups.values()]
 
 
 def varying_params(runs: list[RunRecord]) -> list[str]:
     """Params that take two or more values among the runs that have them: the only ones worth showing
-    (a key that only one source writes, such as LLaMA-Factory's argument names, does not count)."""
+    (a key that only one source writes, such as LLaMA-Factory's argument names, does not count). A
+    trial read from a study has only its overrides, so a key that some trials override and others do
+    not (they ran the base config's value) varies too. A field of a config group that only follows the
+    group's choice (`scheduler.name` beside `scheduler=cosine`) says nothing more and is left out."""
     keys = sorted({key for run in runs for key in run.params})
-    return [key for key in keys if len({repr(run.params[key]) for run in runs if key in run.params}) > 1]
+    trials = [run for run in runs if run.source == "optuna"]
+    varying = [
+        key for key in keys
+        if len({repr(run.params[key]) for run in runs if key in run.params}) > 1
+        or 0 < sum(key in run.params for run in trials) < len(trials)
+    ]
+    return [key for key in varying if not follows_its_group(key, varying, runs)]
+
+
+def follows_its_group(key: str, keys: list[str], runs: list[RunRecord]) -> bool:
+    """Whether `key` ("group.field") only restates its group's choice ("group", also varying): every run
+    that has it has the group too, and the two determine each other."""
+    group = key.rsplit(".", 1)[0]
+    if "." not in key or group not in keys:
+        return False
+    pairs = set()
+    for run in runs:
+        if key in run.params:
+            if group not in run.params:
+                return False
+            pairs.add((repr(run.params[group]), repr(run.params[key])))
+    return len(pairs) == len({choice for choice, _ in pairs}) == len({value for _, value in pairs})
 
 
 def metric_value(run: RunRecord, by: str) -> float | None:
@@ -296,7 +325,7 @@ def rank_runs(
         ordered.extend(ranked)
         unranked.extend(row for row in rows if row.value is None)
         readings.append((group_budget, group_tau, spread))
-    unranked.sort(key=lambda row: STATE_ORDER.index(row.run.status) if row.run.status in STATE_ORDER else len(STATE_ORDER))
+    unranked.sort(key=lambda row: state_order(row.run))
     main_budget, main_tau, main_spread = readings[0]
     return Ranking(
         rows=ordered + unranked,

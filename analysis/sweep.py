@@ -71,7 +71,10 @@ def seed_spread(rows: list[RankedRow], figure: str) -> float | None:
 
 def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
     """Each remedy's change of each figure against the baseline; a message instead when there is none."""
-    ablations = {row.run.attrs["ablation"]: row for row in ranking.main_rows if isinstance(row.run.attrs.get("ablation"), str)}
+    ablations: dict[str, RankedRow] = {}
+    for row in ranking.main_rows:  # ranked rows come first: a remedy re-run after a failure is read from its ranked run
+        if isinstance(row.run.attrs.get("ablation"), str):
+            ablations.setdefault(row.run.attrs["ablation"], row)
     if not ablations:
         return [], "no one-change-at-a-time trials (user attr 'ablation') among these runs"
     baseline = ablations.pop(BASELINE, None)

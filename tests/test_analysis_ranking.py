@@ -1,5 +1,7 @@
 """Ranking at a common budget, repeats and ties, diagnosis, ablation and importance, on run dirs
 written per docs/run_dir.md and on LLaMA-Factory output dirs as LLaMA-Factory writes them."""
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,18 @@ def test_a_remedy_inside_the_baselines_spread_is_within_noise(tmp_path):
     by_remedy = {effect.remedy: effect for effect in effects if effect.figure == "value"}
     assert by_remedy["shuffle"].spread > 0 and by_remedy["shuffle"].within_noise
     assert by_remedy["higher_lr"].change < 0 and not by_remedy["higher_lr"].within_noise
+
+
+def test_a_llamafactory_dir_without_all_results_reads_as_completed_when_its_trainer_state_says_so(tmp_path):
+    finished = tmp_path / "finished"
+    shutil.copytree(LLAMAFACTORY / "train_2026-11-27-11-00-00", finished)
+    (finished / "all_results.json").unlink()
+    state = json.loads((finished / "trainer_state.json").read_text())
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    state["max_steps"] = 100
+    state["log_history"] = [entry for entry in state["log_history"] if "train_runtime" not in entry]
+    (unfinished / "trainer_state.json").write_text(json.dumps(state))
+    runs = {Path(run.path).name: run for run in load_runs([str(tmp_path)]).runs}
+    assert runs["finished"].status == "completed"
+    assert runs["unfinished"].status == "running"
