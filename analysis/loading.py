@@ -80,12 +80,38 @@ def load_path(path: str, read_trials_csv: bool = True) -> LoadResult:
     for run_dir in run_dirs:
         result.extend(load_one(run_dir, run_name(root, run_dir)))
     if read_trials_csv:
-        for table in trial_tables:
+        loaded = {Path(run.path).resolve() for run in result.runs}
+        for table in with_sibling_tables(trial_tables):
             trials = load_trials_csv(table)
             result.extend(trials)
-            result.extend(load_other_sweep_dirs(trials.runs, table.parent, {Path(run.path).resolve() for run in result.runs}))
+            result.extend(load_other_sweep_dirs(trials.runs, table.parent, loaded))
         result.runs = [run for run in merge_trials_into_run_dirs(result.runs) if run.source != "optuna"]
     return result
+
+
+def names_a_run_in(table: Path, sweep_dir: Path) -> bool:
+    """Whether a trials.csv names a run dir inside `sweep_dir`: then both belong to one study."""
+    inside = sweep_dir.resolve()
+    for trial in load_trials_csv(table).runs:
+        for named in named_run_dirs(trial):
+            found = locate(named, table.parent)
+            if found is not None and inside in found.resolve().parents:
+                return True
+    return False
+
+
+def with_sibling_tables(tables: list[Path]) -> list[Path]:
+    """The trials.csv files found, plus those of other sweep dirs of the same study beside them
+    (`multirun/DATE/TIME`: the same parent or grandparent). A study resumed later writes its whole
+    trial list into the later sweep dir only, so the earlier dir ranks whole through it."""
+    found = list(tables)
+    for table in tables:
+        sweep_dir = table.parent
+        for pattern_root, pattern in ((sweep_dir.parent, f"*/{TRIALS_CSV}"), (sweep_dir.parent.parent, f"*/*/{TRIALS_CSV}")):
+            for sibling in sorted(pattern_root.glob(pattern)):
+                if sibling not in found and names_a_run_in(sibling, sweep_dir):
+                    found.append(sibling)
+    return found
 
 
 def locate(named: str, sweep_dir: Path) -> Path | None:

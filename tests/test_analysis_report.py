@@ -102,9 +102,9 @@ def test_a_resumed_study_spread_over_several_sweep_dirs_ranks_whole_from_any_of_
         write_run_dir(run_dir, synthetic_losses(30, 0.02 + 0.01 * number, 0.02, seed=number), batch_size=4,
                       overrides={"optimizer.lr": 1e-4 * (number + 1)})
     relative = {number: run_dir.relative_to(tmp_path) for number, run_dir in trials.items()}
-    # the sweeper's trials.csv lists the whole study in each sweep dir; run dirs named as the sweep saw them
-    # (relative to the folder it ran from, here tmp_path, or absolute)
-    write_trials_csv(first, relative)
+    # each sweep process writes trials.csv when it stops: the first lists its own trials, the resumed one
+    # the whole study; run dirs named as the sweep saw them (relative to the folder it ran from, or absolute)
+    write_trials_csv(first, {number: relative[number] for number in (0, 1)})
     write_trials_csv(second, trials)
     for sweep_dir in (first, second):
         ranking = rank_runs(load_runs([str(sweep_dir)]).runs)
