@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import json
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from analysis.sweep import Effect
 
 FIGURE_COLUMNS = ("noise", "descent", "tail_change", "still_falling", "spikes", "points")
 THROUGHPUT_COLUMNS = ("samples_per_s", "tokens_per_s")
+MEAN_OVER_REPEATS = ("noise", "descent", "tail_change")  # shown as the mean over a row's repeats, as remedies use them
 
 
 @dataclass
@@ -38,6 +40,7 @@ def table_rows(ranking: Ranking, top: int | None = None) -> list[dict[str, Any]]
         if top is not None and row.rank is not None and row.rank > top:
             continue
         figures = row.diagnosis.as_dict() if row.diagnosis else {}
+        figures.update({key: statistics.fmean(row.figure_values(key)) for key in MEAN_OVER_REPEATS if row.figure_values(key)})
         entry: dict[str, Any] = {
             "rank": row.rank,
             "run": row.name,

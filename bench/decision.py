@@ -11,7 +11,8 @@ Prints, over the runs ranked together (group A of the ranking):
   half by eval loss (the runs a user chooses among);
 - the regret of the run ranked first: its eval loss minus the best eval loss, in units of the seed
   spread of the eval loss (std over repeats of one setting, pooled); <= 1 means within training noise;
-- how many runs the ranking set apart as not comparable (another data stream) or could not rank.
+- how many runs the ranking set apart as not comparable (another data stream), could not rank, or
+  could not read (a run with one logged loss point, say).
 Each setting runs `--repeats` times (hydra.sweeper.repeats), which gives the seed spread. No pruning, so
 every run reaches its budget and is evaluated at the end. Everything goes to a temporary project root
 (or --workdir), never into the repo's outputs. It prints figures; it asserts nothing.
@@ -45,6 +46,7 @@ class Decision:
     compared: int
     set_apart: int
     unranked: int
+    skipped: list[str]
     spearman_all: float | None
     spearman_better_half: float | None
     eval_rank_of_first: int | None
@@ -103,6 +105,7 @@ def score(sweep_dir: Path) -> Decision:
         compared=len(rows),
         set_apart=set_apart,
         unranked=unranked,
+        skipped=loaded.problems,
         spearman_all=spearman([row.value for row in rows], evals),
         spearman_better_half=spearman([rows[index].value for index in better], [evals[index] for index in better]),
         eval_rank_of_first=None if first is None else sorted(evals).index(evals[first]) + 1,
@@ -141,7 +144,9 @@ def main() -> None:
           f"{'' if args.sweep_dir else f'{args.samples} samples per run, val_size {args.val_size}'}")
     print(f"runs ranked together (group A, with an eval loss): {decision.compared} settings")
     print(f"runs set apart as not comparable (another data stream): {decision.set_apart}; "
-          f"not ranked (too short, no loss): {decision.unranked}")
+          f"not ranked (too short, no loss): {decision.unranked}; skipped when read: {len(decision.skipped)}")
+    for problem in decision.skipped:
+        print(f"  skipped: {problem}")
     print(f"Spearman(smoothed train loss, eval loss), all:         {show(decision.spearman_all)}")
     print(f"Spearman(smoothed train loss, eval loss), better half: {show(decision.spearman_better_half)}")
     print(f"eval rank of the run ranked first: {show(decision.eval_rank_of_first, 'd')} of {decision.compared}")
