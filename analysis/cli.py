@@ -81,7 +81,7 @@ def rank_command(args: argparse.Namespace) -> int:
                         time_constant=args.time_constant, direction=args.direction)
     effects, ablation_message = ablation_effects(ranking)
     importances, messages = param_importances(ranking)
-    messages = ([ablation_message] if ablation_message else []) + messages + heldout_messages(ranking)
+    messages = ranking.notes() + ([ablation_message] if ablation_message else []) + messages + heldout_messages(ranking)
     findings = Findings(ranking, table_rows(ranking, args.top), effects, importances, messages)
     print_tables(findings)
     if args.csv:

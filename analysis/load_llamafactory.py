@@ -8,7 +8,9 @@
   Written at the end of training; checkpoint-N/ holds earlier copies.
 - training_args.yaml (written by LLaMA Board, the web UI): the run's arguments, among them
   gradient_accumulation_steps. Samples seen = steps x train_batch_size x gradient accumulation.
-- all_results.json / train_results.json: written when training finished.
+- all_results.json / train_results.json: written when training finished. A run copied without them
+  still reads as finished when its trainer_state.json says so: global_step reached max_steps, or the
+  log history ends with the Trainer's closing summary (train_runtime).
 """
 from __future__ import annotations
 
@@ -65,6 +67,16 @@ def rows_from_log_history(history: list[dict]) -> list[dict]:
     ]
 
 
+def state_says_finished(state: dict | None) -> bool:
+    """Whether a trainer_state.json records the end of training (see the module docstring)."""
+    if not state:
+        return False
+    steps, planned = state.get("global_step"), state.get("max_steps")
+    if isinstance(steps, int) and isinstance(planned, int) and 0 < planned <= steps:
+        return True
+    return any(isinstance(entry, dict) and "train_runtime" in entry for entry in state.get("log_history") or [])
+
+
 def load_llamafactory_dir(output_dir: Path, name: str) -> RunRecord:
     record = RunRecord(name=name, source="llamafactory", path=str(output_dir))
     state: dict | None = None
@@ -104,6 +116,6 @@ def load_llamafactory_dir(output_dir: Path, name: str) -> RunRecord:
     record.summary = last_numbers(rows)
     if "throughput" in record.summary:
         record.throughput = {"tokens_per_s": record.summary["throughput"]}
-    finished = any((output_dir / marker).is_file() for marker in FINISHED_MARKERS)
+    finished = any((output_dir / marker).is_file() for marker in FINISHED_MARKERS) or state_says_finished(state)
     record.status = "completed" if finished else ("running" if rows else "unknown")
     return record

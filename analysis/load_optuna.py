@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from analysis.records import AnalysisInputError, LoadResult, RunRecord, Series, is_number
+from analysis.records import AnalysisInputError, LoadResult, RunRecord, Series, is_number, without_plumbing
 from runs import attrs as attr_keys
 from runs.storage import StorageError, mask_password, open_storage
 
@@ -60,7 +60,7 @@ def trial_record(trial: Any, study_name: str, storage: str, unit: str) -> RunRec
         source="optuna",
         path=f"{mask_password(storage)}#{study_name}/{trial.number}",
         status=TRIAL_STATES.get(trial.state.name, "unknown"),
-        params=dict(trial.params),
+        params=params_with_overrides(dict(trial.params), attrs),
         series=series,
         eval_loss=float(attrs[attr_keys.EVAL_LOSS]) if is_number(attrs.get(attr_keys.EVAL_LOSS)) else None,
         summary=summary,
@@ -68,6 +68,23 @@ def trial_record(trial: Any, study_name: str, storage: str, unit: str) -> RunRec
         group=study_name,
         notes=notes,
     )
+
+
+def params_with_overrides(params: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params with every override it ran with (user attr "overrides"): the sampled params
+    alone leave out what an enqueued ablation trial fixed or the sweeper derived (gradient accumulation
+    from the batch size). Unparsable overrides leave the sampled params as they are."""
+    from hydra.errors import HydraException
+
+    from analysis.load_rundir import parse_overrides
+
+    overrides = attrs.get(attr_keys.OVERRIDES)
+    if not isinstance(overrides, list):
+        return params
+    try:
+        return {**without_plumbing(parse_overrides(overrides)), **params}
+    except HydraException:
+        return params
 
 
 def load_study_runs(storage: str, study_name: str | None) -> LoadResult:

@@ -46,8 +46,40 @@ def parse_overrides(overrides: list[str]) -> dict:
     return params
 
 
+def resolve_interpolations(config: dict, params: dict) -> dict:
+    """`params` with every `${...}` value resolved against the run's config, as the run saw it. Hydra
+    saves the config unresolved; a value that cannot be resolved here (a resolver of the training
+    machine, such as project_dir) is left out rather than shown as `${...}`. Environment lookups
+    (`oc.env`) resolve with this machine's environment."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    node = OmegaConf.create(config)
+    resolved: dict = {}
+    for key, value in params.items():
+        if isinstance(value, str) and "${" in value:
+            try:
+                value = OmegaConf.select(node, key, throw_on_resolution_failure=True)
+            except OmegaConfBaseException:
+                continue
+            if OmegaConf.is_config(value) or (isinstance(value, str) and "${" in value):
+                continue
+        resolved[key] = value
+    return resolved
+
+
+def group_choices(hydra_path: Path) -> dict[str, str]:
+    """The config group options the run composed (`scheduler: cosine`), from Hydra's record of the
+    run; Hydra's own groups (hydra/...) left out. Without them a run that did not override a group
+    would have no value for it, and the group's fields would stand in for the choice."""
+    hydra = parse_yaml(hydra_path.read_text(encoding="utf-8")) or {}
+    choices = ((hydra.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+    return {group: choice for group, choice in choices.items() if not group.startswith("hydra/") and choice is not None}
+
+
 def read_hydra_params(run_dir: Path) -> tuple[dict, list[str]]:
-    """The composed config flattened, with the run's own overrides on top (they name what was varied)."""
+    """The composed config flattened and resolved, the config groups chosen, and the run's own
+    overrides on top (they name what was varied)."""
     from hydra.errors import HydraException  # imported here: Hydra is not needed for other sources
 
     params: dict = {}
@@ -55,7 +87,10 @@ def read_hydra_params(run_dir: Path) -> tuple[dict, list[str]]:
     overrides_path = run_dir / ".hydra" / "overrides.yaml"
     try:
         if config_path.is_file():
-            params.update(flatten(parse_yaml(config_path.read_text(encoding="utf-8")) or {}))
+            config = parse_yaml(config_path.read_text(encoding="utf-8")) or {}
+            params.update(resolve_interpolations(config, flatten(config)))
+        if (run_dir / ".hydra" / "hydra.yaml").is_file():
+            params.update(group_choices(run_dir / ".hydra" / "hydra.yaml"))
         if overrides_path.is_file():
             params.update(parse_overrides(parse_yaml(overrides_path.read_text(encoding="utf-8")) or []))
     except (yaml.YAMLError, HydraException) as error:

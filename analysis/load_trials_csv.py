@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from analysis.load_optuna import TRIAL_STATES
+from analysis.load_optuna import TRIAL_STATES, params_with_overrides
 from analysis.records import LoadResult, RunRecord, is_number
 
 PARAM_PREFIX = "params_"
@@ -47,13 +47,14 @@ def load_trials_csv(path: Path) -> LoadResult:
             result.problems.append(f"{path}: line {line} has no trial number; skipped that line")
             continue
         value = parse_cell(row.get("value") or "")
+        attrs = columns_with(row, ATTR_PREFIX)
         result.runs.append(RunRecord(
             name=f"trial-{int(number)}",
             source="optuna",
             path=f"{path}#{int(number)}",
             status=TRIAL_STATES.get(row.get("state") or "", "unknown"),
-            params=columns_with(row, PARAM_PREFIX),
+            params=params_with_overrides(columns_with(row, PARAM_PREFIX), attrs),
             summary={"objective": float(value)} if is_number(value) else {},
-            attrs=columns_with(row, ATTR_PREFIX),
+            attrs=attrs,
         ))
     return result

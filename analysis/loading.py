@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.load_llamafactory import is_llamafactory_dir, load_llamafactory_dir
-from analysis.load_optuna import load_study_runs, merge_trials_into_run_dirs
+from analysis.load_optuna import load_study_runs, merge_trials_into_run_dirs, named_run_dirs
 from analysis.load_rundir import is_run_dir, load_run_dir
 from analysis.load_trials_csv import load_trials_csv
 from analysis.load_wandb import is_wandb_run_dir, load_offline_run, load_online_runs
@@ -81,9 +81,58 @@ def load_path(path: str, read_trials_csv: bool = True) -> LoadResult:
     for run_dir in run_dirs:
         result.extend(load_one(run_dir, run_name(root, run_dir)))
     if read_trials_csv:
-        for table in trial_tables:
-            result.extend(load_trials_csv(table))
+        loaded = {Path(run.path).resolve() for run in result.runs}
+        for table in with_sibling_tables(trial_tables):
+            trials = load_trials_csv(table)
+            result.extend(trials)
+            result.extend(load_other_sweep_dirs(trials.runs, table.parent, loaded))
         result.runs = [run for run in merge_trials_into_run_dirs(result.runs) if run.source != "optuna"]
+    return result
+
+
+def names_a_run_in(table: Path, sweep_dir: Path) -> bool:
+    """Whether a trials.csv names a run dir inside `sweep_dir`: then both belong to one study."""
+    inside = sweep_dir.resolve()
+    for trial in load_trials_csv(table).runs:
+        for named in named_run_dirs(trial):
+            found = locate(named, table.parent)
+            if found is not None and inside in found.resolve().parents:
+                return True
+    return False
+
+
+def with_sibling_tables(tables: list[Path]) -> list[Path]:
+    """The trials.csv files found, plus those of other sweep dirs of the same study beside them
+    (`multirun/DATE/TIME`: the same parent or grandparent). A study resumed later writes its whole
+    trial list into the later sweep dir only, so the earlier dir ranks whole through it."""
+    found = list(tables)
+    for table in tables:
+        sweep_dir = table.parent
+        for pattern_root, pattern in ((sweep_dir.parent, f"*/{TRIALS_FILE}"), (sweep_dir.parent.parent, f"*/*/{TRIALS_FILE}")):
+            for sibling in sorted(pattern_root.glob(pattern)):
+                if sibling not in found and names_a_run_in(sibling, sweep_dir):
+                    found.append(sibling)
+    return found
+
+
+def locate(named: str, sweep_dir: Path) -> Path | None:
+    """A run dir a trial names, as it is on this disk: absolute, relative to the working dir, or relative
+    to a folder above the sweep dir (the sweep ran from there: `multirun/DATE/TIME/N`)."""
+    path = Path(named)
+    candidates = [path] if path.is_absolute() else [path, *(folder / path for folder in sweep_dir.resolve().parents)]
+    return next((candidate for candidate in candidates if candidate.is_dir()), None)
+
+
+def load_other_sweep_dirs(trials: list[RunRecord], sweep_dir: Path, loaded: set[Path]) -> LoadResult:
+    """The run dirs of a resumed study's trials that ran from another sweep dir (each sweep process
+    writes its own): trials.csv lists every trial of the study, so the study ranks whole from any of them."""
+    result = LoadResult()
+    for trial in trials:
+        for named in named_run_dirs(trial):
+            found = locate(named, sweep_dir)
+            if found is not None and found.resolve() not in loaded and is_run_dir(found):
+                loaded.add(found.resolve())
+                result.extend(load_one(found, run_name(found.parent.parent, found)))
     return result
 
 

@@ -5,8 +5,10 @@ Every output (terminal, files, report, W&B) is built from `table_rows`, so their
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,9 @@ from analysis.eval_results import COLUMN_PREFIX, columns_of, heldout_columns, he
 from analysis.ranking import Ranking
 from analysis.sweep import Effect
 
-FIGURE_COLUMNS = ("jaggedness", "descent", "tail_change", "still_falling", "spikes", "points")
+FIGURE_COLUMNS = ("noise", "descent", "tail_change", "still_falling", "spikes", "points")
 THROUGHPUT_COLUMNS = ("samples_per_s", "tokens_per_s")
+MEAN_OVER_REPEATS = ("noise", "descent", "tail_change")  # shown as the mean over a row's repeats, as remedies use them
 
 
 @dataclass
@@ -40,11 +43,13 @@ def table_rows(ranking: Ranking, top: int | None = None) -> list[dict[str, Any]]
         if top is not None and row.rank is not None and row.rank > top:
             continue
         figures = row.diagnosis.as_dict() if row.diagnosis else {}
+        figures.update({key: statistics.fmean(row.figure_values(key)) for key in MEAN_OVER_REPEATS if row.figure_values(key)})
         entry: dict[str, Any] = {
             "rank": row.rank,
             "run": row.name,
             "state": row.run.status,
             "source": row.run.source,
+            "group": row.group,
             ranking.by: row.value,
             "spread": row.spread,
             "repeats": len(row.repeats),
@@ -72,7 +77,7 @@ def display(value: Any) -> str:
     return str(value)
 
 
-TERMINAL_FIGURES = {"jaggedness": "jagged", "descent": "descent", "tail_change": "tail", "spikes": "spikes", "eval_loss": "eval_loss"}
+TERMINAL_FIGURES = {"noise": "noise", "descent": "descent", "tail_change": "tail", "spikes": "spikes", "eval_loss": "eval_loss"}
 NON_TERMINAL_WIDTH = 160
 
 
@@ -86,14 +91,15 @@ def readable_table(ranking: Ranking, rows: list[dict[str, Any]]) -> tuple[list[s
     spread, the diagnosis, and the varied params in one column."""
     figures = {key: header for key, header in TERMINAL_FIGURES.items() if key != ranking.by}
     figures.update({key: key for key in (rows[0] if rows else {}) if key.startswith(COLUMN_PREFIX)})
-    header = ["#", "run", "state", ranking.by, *figures.values(), "flags", "params"]
+    grouped = len(ranking.groups) > 1
+    header = [*(["group"] if grouped else []), "#", "run", "state", ranking.by, *figures.values(), "flags", "params"]
     lines = []
     for row in rows:
         value = display(row[ranking.by])
         if row["spread"] is not None:
             value += f" ± {display(row['spread'])} (n={row['repeats']})"
         lines.append([
-            display(row["rank"]), row["run"], row["state"], value,
+            *([row["group"]] if grouped else []), display(row["rank"]), row["run"], row["state"], value,
             *(display(row[key]) for key in figures),
             row["flags"], compact_params(row, ranking.varying_params),
         ])
@@ -110,18 +116,19 @@ def effect_lines(effects: list[Effect], value_label: str) -> list[list[str]]:
     return [
         [
             e.remedy,
-            value_label if e.figure == "value" else e.figure,
+            f"level ({value_label})" if e.figure == "value" else e.figure,
             display(e.baseline),
             display(e.remedy_value),
             display(e.change),
             "-" if e.relative is None else f"{100 * e.relative:+.1f}%",
-            "within noise" if e.within_noise else "",
+            display(e.spread),
+            "within noise" if e.within_noise else ("" if e.spread is not None else "no repeats to judge"),
         ]
         for e in effects
     ]
 
 
-EFFECT_HEADER = ["remedy", "figure", "baseline", "with remedy", "change", "relative", "call"]
+EFFECT_HEADER = ["remedy", "figure", "baseline", "with remedy", "change", "relative", "seed spread", "call"]
 
 
 def importance_lines(importances: dict[str, dict[str, float]]) -> list[list[str]]:
@@ -182,10 +189,12 @@ def write_json(findings: Findings, rows: list[dict[str, Any]], out_path: str | P
         "unit": ranking.unit,
         "budget": ranking.budget,
         "time_constant": ranking.time_constant,
+        "seed_spread": ranking.seed_spread,
+        "groups": [dataclasses.asdict(group) for group in ranking.groups],
         "rows": rows,
         "ablation": [
             {"remedy": e.remedy, "figure": e.figure, "baseline": e.baseline, "value": e.remedy_value,
-             "change": e.change, "relative": e.relative, "noise": e.noise, "within_noise": e.within_noise}
+             "change": e.change, "relative": e.relative, "seed_spread": e.spread, "within_noise": e.within_noise}
             for e in findings.effects
         ],
         "importance": findings.importances,

@@ -9,32 +9,34 @@ runs from any source, not only from a study.
 """
 from __future__ import annotations
 
+import statistics
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.ranking import RankedRow, Ranking
+from analysis.ranking import RankedRow, Ranking, pooled_spread
 from analysis.records import is_number
 from runs import attrs as attr_keys
 
 MIN_TRIALS_FOR_IMPORTANCE = 4
-FIGURES = ("value", "jaggedness", "descent", "spikes")
+FIGURES = ("value", "noise", "descent", "spikes")
 
 
 @dataclass
 class Effect:
-    """A remedy's change of one figure against the baseline. `noise` is the larger spread of the two
-    rows' repeats (for the ranked value only); a change inside it is not a finding."""
+    """A remedy's change of one figure against the baseline. `spread` is the seed spread of that figure:
+    the larger of the two rows' own spreads over repeats and the spread pooled over every repeated
+    setting of the sweep; a change inside it is not a finding."""
 
     remedy: str
     figure: str
     baseline: float
     remedy_value: float
-    noise: float | None = None
+    spread: float | None = None
 
     @property
     def within_noise(self) -> bool:
-        return self.noise is not None and abs(self.change) <= self.noise
+        return self.spread is not None and abs(self.change) <= self.spread
 
     @property
     def change(self) -> float:
@@ -45,18 +47,34 @@ class Effect:
         return self.change / abs(self.baseline) if self.baseline else None
 
 
+def figure_values(row: RankedRow, figure: str) -> list[float]:
+    """The figure for each of the row's repeats: the ranked value ("value") or a diagnosis figure."""
+    return row.repeats if figure == "value" else row.figure_values(figure)
+
+
 def figure_of(row: RankedRow, figure: str) -> float | None:
+    """The row's figure: the mean over its repeats."""
     if figure == "value":
         return row.value
-    if row.diagnosis is None:
-        return None
-    value = getattr(row.diagnosis, figure)
-    return float(value) if value is not None else None
+    values = row.figure_values(figure)
+    return statistics.fmean(values) if values else None
+
+
+def own_spread(row: RankedRow, figure: str) -> float | None:
+    """The spread of the figure over the row's own repeats (for the value, as the ranking pooled it)."""
+    return row.spread if figure == "value" else pooled_spread([row.figure_values(figure)])
+
+
+def seed_spread(rows: list[RankedRow], figure: str) -> float | None:
+    return pooled_spread([figure_values(row, figure) for row in rows])
 
 
 def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
     """Each remedy's change of each figure against the baseline; a message instead when there is none."""
-    ablations = {row.run.attrs[attr_keys.ABLATION]: row for row in ranking.rows if isinstance(row.run.attrs.get(attr_keys.ABLATION), str)}
+    ablations: dict[str, RankedRow] = {}
+    for row in ranking.main_rows:  # ranked rows come first: a remedy re-run after a failure is read from its ranked run
+        if isinstance(row.run.attrs.get(attr_keys.ABLATION), str):
+            ablations.setdefault(row.run.attrs[attr_keys.ABLATION], row)
     if not ablations:
         return [], f"no one-change-at-a-time trials (user attr '{attr_keys.ABLATION}') among these runs"
     baseline = ablations.pop(attr_keys.BASELINE, None)
@@ -65,13 +83,14 @@ def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
     if not ablations:
         return [], f"only the '{attr_keys.BASELINE}' ablation trial so far; no remedy to compare with it yet"
     effects: list[Effect] = []
+    pooled = {figure: seed_spread(ranking.main_rows, figure) for figure in FIGURES}
     for remedy, row in ablations.items():
         for figure in FIGURES:
             before, after = figure_of(baseline, figure), figure_of(row, figure)
             if before is not None and after is not None:
-                spreads = [r.spread for r in (baseline, row) if r.spread is not None]
-                noise = max(spreads) if figure == "value" and spreads else None
-                effects.append(Effect(remedy, figure, before, after, noise))
+                candidates = (own_spread(baseline, figure), own_spread(row, figure), pooled[figure])
+                spreads = [spread for spread in candidates if spread is not None]
+                effects.append(Effect(remedy, figure, before, after, max(spreads) if spreads else None))
     return effects, None
 
 
@@ -99,7 +118,7 @@ def param_importances(ranking: Ranking) -> tuple[dict[str, dict[str, float]], li
         get_param_importances,
     )
 
-    rows = [row for row in ranking.rows if row.value is not None]
+    rows = [row for row in ranking.main_rows if row.value is not None]
     keys = [key for key in ranking.varying_params if all(key in row.run.params for row in rows)]
     if len(rows) < MIN_TRIALS_FOR_IMPORTANCE or not keys:
         return {}, [

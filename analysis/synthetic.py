@@ -30,8 +30,10 @@ def write_run_dir(
     status: str = "completed",
     tokens_per_sample: int = 50,
     eval_loss: float | None = None,
+    result_fields: dict[str, object] | None = None,
 ) -> Path:
-    """A run dir with .hydra/{config,overrides}.yaml, metrics.jsonl (one line per optimizer step) and result.json."""
+    """A run dir with .hydra/{config,overrides}.yaml, metrics.jsonl (one line per optimizer step) and
+    result.json (plus `result_fields`, such as the data stream's data_fingerprint and samples_trained)."""
     hydra = run_dir / ".hydra"
     hydra.mkdir(parents=True, exist_ok=True)
     config: dict = {"trainer": {"per_device_batch_size": batch_size, "seed": 42}}
@@ -58,6 +60,6 @@ def write_run_dir(
     write_jsonl(run_dir / METRICS_FILE, lines)
     seen = {"samples": len(losses) * batch_size, "tokens": len(losses) * batch_size * tokens_per_sample, "steps": len(losses)}
     result = {"status": status, "reason": None, "objective": None, "objective_name": "smoothed_loss",
-              "direction": "minimize", "seen": seen}
+              "direction": "minimize", "seen": seen, **(result_fields or {})}
     write_result(run_dir, result)
     return run_dir

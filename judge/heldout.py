@@ -42,10 +42,13 @@ class Prompt:
 
 def held_out_split(cfg: DictConfig, tokenizer: Any) -> Any:
     """The run's held-out rows (a datasets.Dataset with input_ids and labels), or None when the run held
-    none out. The same prepare_datasets call as sft/train.py, so the rows are the ones training left out."""
+    none out. The same prepare_datasets call as sft/train.py, so the rows are the ones training left out:
+    the split follows task.data_seed (runs trained before it existed split by trainer.seed)."""
     from sft.data import prepare_datasets
 
-    return prepare_datasets(cfg.task, tokenizer, cfg.paths.cache_dir, seed=int(cfg.trainer.seed), num_proc=os.cpu_count()).eval
+    data_seed = cfg.task.get("data_seed")
+    seed = int(cfg.trainer.seed if data_seed is None else data_seed)
+    return prepare_datasets(cfg.task, tokenizer, cfg.paths.cache_dir, seed=seed, num_proc=os.cpu_count()).eval
 
 
 def last_answer_span(labels: list[int]) -> tuple[int, int]:

@@ -1,8 +1,12 @@
 """A tiny Qwen2 model with its own 8k tokenizer, built on this machine so the quickstart, the sweep and
 the tests run with no model hub and no GPU.
 
-The tokenizer is a byte-level BPE trained on the shipped demo data with Qwen2's pre-tokenizer, added
-tokens and chat template, so the data pipeline treats it exactly as Qwen2.5's (only the ids differ).
+The tokenizer is a byte-level BPE with Qwen2's pre-tokenizer, added tokens and chat template, so the data
+pipeline treats it exactly as Qwen2.5's (only the ids differ). Its vocabulary is trained on broad Chinese
+that ships offline: the 50,000 most frequent words of jieba's dictionary, each repeated in proportion to
+its count (about one repeat per 400 occurrences), the common CJK punctuation, and the demo data. Trained
+on the demo text alone it split unseen Chinese into byte fragments (1.29 tokens per character, 54% of
+them fragments, on held-out reviews; `python -m bench.tokenizer` measures it).
 The model is initialised under a fixed seed and then pretrained for a few seconds on the raw demo text
 (no chat format), so it starts like a small base model: its embeddings mean something, LoRA
 fine-tuning on the chat-formatted data then visibly lowers the loss, as it does on a real model.
@@ -20,7 +24,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from sft.build_once import build_once
 from sft.qwen_vocab import QWEN25_ADDED_TOKENS, add_qwen25_tokens, save_as_qwen25, set_qwen2_pipeline
 
-TINY_MODEL_NAME = "tiny-qwen2-v2"
+TINY_MODEL_NAME = "tiny-qwen2-v3"
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 VOCAB_SIZE = 8192  # BPE tokens plus the 22 added ones
 MAX_POSITIONS = 4096
@@ -29,6 +33,10 @@ PRETRAIN_STEPS = 100
 PRETRAIN_BATCH = 8
 PRETRAIN_LENGTH = 128
 PRETRAIN_LR = 3e-3
+DICTIONARY_WORDS = 50_000  # jieba's most frequent words; more add build time and little else
+OCCURRENCES_PER_REPEAT = 400
+CJK_PUNCTUATION = "，。、；：？！“”‘’（）《》〈〉【】「」『』—…·～．％＋－／"
+PUNCTUATION_REPEATS = 1000
 
 
 def ensure_tiny_model(cache_dir: str | Path) -> Path:
@@ -41,7 +49,7 @@ def ensure_tiny_model(cache_dir: str | Path) -> Path:
 
 
 def _build(directory: Path) -> None:
-    tokenizer = _train_tokenizer(demo_texts())
+    tokenizer = _train_tokenizer(vocabulary_texts())
     save_as_qwen25(tokenizer, directory, model_max_length=MAX_POSITIONS)
     _save_model(directory, tokenizer)
 
@@ -56,6 +64,29 @@ def demo_texts() -> Iterator[str]:
         )
     for path in paths:
         yield from _strings(json.loads(path.read_text(encoding="utf-8")))
+
+
+def dictionary_words(limit: int = DICTIONARY_WORDS) -> list[tuple[str, int]]:
+    """jieba's dictionary (word, count, tag per line; about 350k words): the `limit` most frequent."""
+    from importlib.resources import files
+
+    entries = []
+    with (files("jieba") / "dict.txt").open(encoding="utf-8") as handle:
+        for line in handle:
+            word, count, *_ = line.split(" ")
+            entries.append((word, int(count)))
+    entries.sort(key=lambda entry: -entry[1])
+    return entries[:limit]
+
+
+def vocabulary_texts() -> Iterator[str]:
+    """The BPE's training text: dictionary words (one per line, repeated by frequency), CJK punctuation
+    and the demo data. Words stand alone, so merges stay inside words, as in running text they mostly do."""
+    for word, count in dictionary_words():
+        yield (word + "\n") * max(1, round(count / OCCURRENCES_PER_REPEAT))
+    for mark in CJK_PUNCTUATION:
+        yield (mark + "\n") * PUNCTUATION_REPEATS
+    yield from demo_texts()
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -142,7 +142,7 @@ def test_sweep_report_has_remedies_and_importance(tmp_path, capsys):
     code, out, err = run_main(capsys, "rank", str(sweep), "--storage", storage, "--report", str(report))
     assert code == 0, err
     text = report.read_text()
-    assert "## Remedies (one change at a time)" in text and "| lower_lr | smoothed_loss |" in text
+    assert "## Remedies (one change at a time)" in text and "| lower_lr | level (smoothed_loss) |" in text
     assert "| PedAnova | optimizer.lr |" in text
     assert (report.parent / "sweep_ablation.png").stat().st_size > 1000
     assert "trial-0" in out  # the run dirs carry their trials' names

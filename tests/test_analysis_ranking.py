@@ -1,5 +1,7 @@
 """Ranking at a common budget, repeats and ties, diagnosis, ablation and importance, on run dirs
 written per docs/run_dir.md and on LLaMA-Factory output dirs as LLaMA-Factory writes them."""
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,9 +85,7 @@ def test_llamafactory_output_dirs_rank_beside_our_runs(tmp_path):
     assert [row.rank for row in ranking.rows] == [1, 2, 3]
 
 
-def test_diagnosis_measures_jaggedness_descent_and_spikes(tmp_path):
-    # a gentle descent (rate 0.01 per step against a time constant of 10 steps), so the smoothed curve's
-    # lag behind the descent adds little to the spread of the residuals
+def test_diagnosis_measures_noise_descent_and_spikes(tmp_path):
     smooth = synthetic_losses(200, 0.01, 0.01, seed=1)
     jagged = synthetic_losses(200, 0.01, 0.2, seed=1)
     spiky = list(smooth)
@@ -96,12 +96,45 @@ def test_diagnosis_measures_jaggedness_descent_and_spikes(tmp_path):
         write_run_dir(tmp_path / name, losses, batch_size=4, overrides={"name": name})
     runs = {Path(run.path).name: run for run in load_runs([str(tmp_path)]).runs}
     figures = {name: diagnose(run, "samples", time_constant=40) for name, run in runs.items()}
-    assert figures["jagged"].jaggedness > 4 * figures["smooth"].jaggedness
+    assert figures["jagged"].noise > 4 * figures["smooth"].noise
     assert figures["spiky"].spikes == 3
     assert figures["smooth"].spikes == 0
     assert figures["smooth"].descent > 0.5
     assert figures["flat"].still_falling is False
     assert figures["smooth"].points == 200
+
+
+def diagnosed(tmp_path, name, losses, batch_size=4):
+    write_run_dir(tmp_path / name, losses, batch_size=batch_size, overrides={})
+    return diagnose(load_runs([str(tmp_path / name)]).runs[0], "samples", time_constant=40)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.02, 0.0], ids=["fast", "slow", "flat"])
+@pytest.mark.parametrize("noise", [0.005, 0.05])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_noise_tracks_the_injected_noise_whatever_the_descent(tmp_path, rate, noise, seed):
+    measured = diagnosed(tmp_path, "run", synthetic_losses(400, rate, noise, seed=seed)).noise
+    assert measured == pytest.approx(noise, rel=0.1)
+
+
+def test_a_slowly_falling_curve_does_not_read_smoother_than_a_fast_one(tmp_path):
+    # the same injected noise on a fast and a slow descent: a causal smoothing's lag behind the fast one
+    # used to read as jaggedness; the fast curve must not read noisier than the slow one
+    fast = diagnosed(tmp_path, "fast", synthetic_losses(300, 0.1, 0.02, seed=4))
+    slow = diagnosed(tmp_path, "slow", synthetic_losses(300, 0.005, 0.02, seed=4))
+    assert slow.noise >= 0.9 * fast.noise
+    assert fast.noise <= 1.1 * slow.noise
+
+
+def test_still_falling_spans_the_whole_tail_window(tmp_path):
+    # logged every 16 samples from 16 to 160: the last 20% of the span (28.8 samples) holds 2 points
+    # 16 apart; a fall of 0.015 per 16 samples is 0.8% of the loss per logging interval (what the span of
+    # the logged points alone showed, not flagged) and 1.44% over the whole window
+    losses = [2.0 - 0.015 * i for i in range(10)]
+    figures = diagnosed(tmp_path, "short", losses, batch_size=16)
+    level = (losses[-1] + losses[-2]) / 2
+    assert figures.tail_change == pytest.approx(-0.015 / 16 * 28.8 / level)
+    assert figures.still_falling is True
 
 
 def test_rank_by_eval_loss_or_a_recorded_metric(tmp_path):
@@ -156,5 +189,20 @@ def test_a_remedy_inside_the_baselines_spread_is_within_noise(tmp_path):
         run.attrs["ablation"] = Path(run.path).name.split("-")[0]
     effects, _ = ablation_effects(rank_runs(runs))
     by_remedy = {effect.remedy: effect for effect in effects if effect.figure == "value"}
-    assert by_remedy["shuffle"].noise > 0 and by_remedy["shuffle"].within_noise
+    assert by_remedy["shuffle"].spread > 0 and by_remedy["shuffle"].within_noise
     assert by_remedy["higher_lr"].change < 0 and not by_remedy["higher_lr"].within_noise
+
+
+def test_a_llamafactory_dir_without_all_results_reads_as_completed_when_its_trainer_state_says_so(tmp_path):
+    finished = tmp_path / "finished"
+    shutil.copytree(LLAMAFACTORY / "train_2026-11-27-11-00-00", finished)
+    (finished / "all_results.json").unlink()
+    state = json.loads((finished / "trainer_state.json").read_text())
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    state["max_steps"] = 100
+    state["log_history"] = [entry for entry in state["log_history"] if "train_runtime" not in entry]
+    (unfinished / "trainer_state.json").write_text(json.dumps(state))
+    runs = {Path(run.path).name: run for run in load_runs([str(tmp_path)]).runs}
+    assert runs["finished"].status == "completed"
+    assert runs["unfinished"].status == "running"

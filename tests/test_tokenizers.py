@@ -56,6 +56,16 @@ def test_tiny_tokenizer_learnt_chinese_merges(tiny_tokenizer) -> None:
     assert len(tiny_tokenizer.encode(CHINESE)) < len(CHINESE.encode("utf-8")) / 2
 
 
+def test_tiny_tokenizer_reads_everyday_chinese_beyond_the_demo_data(tiny_tokenizer) -> None:
+    """Trained on jieba's dictionary too: common words outside the medical demo text are whole tokens,
+    not byte fragments, and take fewer tokens than characters."""
+    text = "今天天气很好，我们一起去公园散步吧。这本书的内容非常有意思，推荐给大家。"
+    assert not any(text in demo for demo in demo_texts())
+    ids = tiny_tokenizer.encode(text, add_special_tokens=False)
+    assert not [token for token in ids if "\ufffd" in tiny_tokenizer.decode([token])]
+    assert len(ids) < len(text)
+
+
 def test_tiny_model_loads_and_gives_a_finite_loss(tiny_model_dir: Path, tiny_tokenizer) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert model.config.model_type == "qwen2"
