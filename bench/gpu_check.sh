@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# The GPU throughput check, one command, for a lent H100/H200 (no network there; PyTorch, transformers,
-# peft, accelerate and triton are installed). Runs bench/throughput.py in GPU mode: the Qwen2.5-0.5B
-# architecture with random bf16 weights, LoRA r16 on all linear layers, cutoff 2048, batch 20 x
+# The GPU throughput check, one command, for a GPU machine without network access (an H100/H200 with
+# PyTorch, transformers, peft, accelerate and triton installed). Runs bench/throughput.py in GPU mode: the
+# Qwen2.5-0.5B architecture with random bf16 weights, LoRA r16 on all linear layers, cutoff 2048, batch 20 x
 # accumulation 5; padded with LLaMA-Factory's defaults vs padding-free (flex_attention, sdpa_varlen) vs
 # packed. Ends within 7.5 minutes and writes gpu.txt, throughput.txt and throughput.json under $OUT
 # (./bench_out when $OUT is unset).
 #
-# Liger's fused linear cross-entropy is used when liger_kernel imports; to bring it, download its wheel
-# here, from the repository root, before the run (it needs only torch and triton, both there):
-#   echo /.whl/ >> .git/info/exclude
+# Liger's fused linear cross-entropy is used when liger_kernel imports. Without network access on the GPU
+# machine, download its wheel beforehand into .whl/ at the repository root (it needs only torch and triton):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl liger-kernel==0.8.5
-# and carry `.whl` with the run: any .whl/*.whl is installed into /tmp/site first.
+# and copy the repository, .whl/ included, to the GPU machine: any .whl/*.whl is installed into /tmp/site first.
 #
 #   bash bench/gpu_check.sh
 set -euo pipefail

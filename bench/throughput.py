@@ -154,7 +154,7 @@ def build_model(settings: Settings, mode: Mode) -> torch.nn.Module:
     config = Qwen2Config(**settings.model, attn_implementation=mode.attention, use_cache=False)
     with torch.device(settings.device):
         model = Qwen2ForCausalLM(config).to(getattr(torch, settings.dtype))
-    if mode.gradient_checkpointing:  # the name transformers 5.17 (on the lent GPU) still has
+    if mode.gradient_checkpointing:  # the name transformers 5.17 still has
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
