@@ -1,7 +1,7 @@
 """The locally built tokenizers and the tiny model: what the data pipeline and the trainer rely on.
 
-Builds happen once per session (the `cache_dir`, `tiny_model_dir` and `qwen_tokenizer` fixtures in
-conftest.py).
+Each is built once and reused by later pytest sessions (the `cache_dir`, `tiny_model_dir` and `qwen_tokenizer`
+fixtures in conftest.py); only the determinism test below builds the tiny model again, and it is marked slow.
 """
 from __future__ import annotations
 
@@ -66,9 +66,10 @@ def test_tiny_model_loads_and_gives_a_finite_loss(tiny_model_dir: Path, tiny_tok
     assert torch.isfinite(loss)
 
 
+@pytest.mark.slow
 def test_concurrent_builds_agree_and_match_an_earlier_build(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Two processes racing on an empty cache both get the same complete dir (one builds, the other waits
-    on the lock), byte-identical to the session's own build (so builds are deterministic too)."""
+    on the lock), byte-identical to the cached build (so builds are deterministic too)."""
     code = "import sys; from sft.tiny_model import ensure_tiny_model; print(ensure_tiny_model(sys.argv[1]))"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [
