@@ -8,6 +8,8 @@ the pruning reports and the ranking use.
 from __future__ import annotations
 
 import datetime
+import functools
+import gc
 import json
 import logging
 import math
@@ -55,6 +57,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     from sft.trainer import SFTTrainer
 
     started = time.time()
+    freeze_imported_objects()
     check_config(cfg)
     datasets.disable_progress_bars()
     transformers.set_seed(int(cfg.trainer.seed))
@@ -127,6 +130,19 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     if outcome.status == "failed":
         raise TrainingFailed(outcome.reason)
     return result
+
+
+@functools.cache
+def freeze_imported_objects() -> None:
+    """Once per process, collect and then hide from the garbage collector what exists now (the imported
+    modules, classes and functions; no trial has built anything yet).
+
+    The Trainer runs a full gc.collect() at the start of every train() (accelerate's free_memory). With
+    torch, transformers and datasets imported it walks ~470k objects: 0.65 s of every trial's start at load
+    11 on 2 cores, 0.0 s once they are frozen. What trials create is still collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def plan_budget(trainer_cfg: Any, train_samples: int, samples_per_row: float = 1.0) -> dict[str, int]:
