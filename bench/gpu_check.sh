@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# The GPU throughput check, one command, for a lent H100/H200 (no network there; PyTorch, transformers,
-# peft, accelerate and triton are installed). Runs bench/throughput.py in GPU mode: the Qwen2.5-0.5B
-# architecture with random bf16 weights, LoRA r16 on all linear layers, cutoff 2048, batch 20 x
-# accumulation 5; padded with LLaMA-Factory's defaults vs padding-free (flex_attention, sdpa_varlen) vs
-# packed. Ends within 7.5 minutes and writes gpu.txt, throughput.txt and throughput.json under $OUT
-# (./bench_out when $OUT is unset).
+# The GPU throughput check, one command, for a GPU machine without network access (an H100/H200 with PyTorch,
+# transformers, peft, accelerate and triton installed). Runs bench/throughput.py in GPU mode, which times the
+# trainer train.py builds: the Qwen2.5-0.5B architecture with random bf16 weights, LoRA r16 alpha16 dropout
+# 0.01 on all linear layers, cutoff 2048, batch 20 x accumulation 5 on a yiliao-shaped generated set; padded
+# with LLaMA-Factory's gradient checkpointing vs padding-free (flex_attention, sdpa_varlen) vs packed; Liger's
+# fused linear cross-entropy when liger_kernel imports. Ends within 7.5 minutes and writes gpu.txt,
+# throughput.txt and throughput.json under $OUT (./bench_out when $OUT is unset).
 #
-# Liger's fused linear cross-entropy is used when liger_kernel imports; to bring it, download its wheel
-# here, from the repository root, before the run (it needs only torch and triton, both there):
-#   echo /.whl/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl liger-kernel==0.8.5
-# and carry `.whl` with the run: any .whl/*.whl is installed into /tmp/site first.
+# The trainer needs the project's other dependencies (hydra-core, omegaconf, datasets, rich, matplotlib,
+# tiktoken, filelock, optuna). Without network access on the GPU machine, put their wheels for its Python
+# into .whl/ at the repository root beforehand and copy the repository, .whl/ included; any .whl/*.whl is
+# installed into /tmp/site first, without dependencies. For example, for Python 3.12 on x86_64:
+#   python3 -m pip download --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl \
+#       liger-kernel==0.8.5 hydra-core==1.3.2 omegaconf==2.3.0 PyYAML datasets pyarrow dill multiprocess xxhash \
+#       fsspec rich markdown-it-py mdurl pygments matplotlib contourpy cycler fonttools kiwisolver pyparsing \
+#       pillow tiktoken regex filelock optuna alembic sqlalchemy mako colorlog tqdm pandas tzdata
+#   python3 -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3   # source only on the index; pure Python
 #
 #   bash bench/gpu_check.sh
 set -euo pipefail
@@ -30,6 +35,10 @@ fi
 import importlib.util, peft, torch, transformers
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, "
       f"liger_kernel {'yes' if importlib.util.find_spec('liger_kernel') else 'no'}")
+missing = [name for name in ("hydra", "omegaconf", "datasets", "rich", "matplotlib", "filelock", "optuna")
+           if importlib.util.find_spec(name) is None]
+if missing:
+    raise SystemExit(f"missing on this machine: {', '.join(missing)}; bring their wheels in .whl/ (see the top of bench/gpu_check.sh)")
 EOF
 } 2>&1 | tee "$OUT/gpu.txt"
 

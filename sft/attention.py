@@ -48,8 +48,20 @@ def sdpa_varlen_attention(
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
 
 
+def sdpa_varlen_mask(batch_size: int, q_length: int, kv_length: int, q_offset: int = 0, kv_offset: int = 0,
+                     attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor | None:
+    """sdpa's mask, except for one unpadded row without a cache offset: no mask at all. That row is either a
+    padding-free batch, whose boundaries sdpa_varlen_attention reads from cu_seq_lens_q (transformers would
+    otherwise build a dense [T, T] block-diagonal mask from the position ids, every step, for nothing), or a
+    single sequence, which sdpa's is_causal covers."""
+    if batch_size == 1 and attention_mask is None and q_length == kv_length and q_offset == 0 and kv_offset == 0:
+        return None
+    return sdpa_mask(batch_size=batch_size, q_length=q_length, kv_length=kv_length, q_offset=q_offset, kv_offset=kv_offset,
+                     attention_mask=attention_mask, **kwargs)
+
+
 AttentionInterface.register(SDPA_VARLEN, sdpa_varlen_attention)
-AttentionMaskInterface.register(SDPA_VARLEN, sdpa_mask)
+AttentionMaskInterface.register(SDPA_VARLEN, sdpa_varlen_mask)
 
 
 def flex_attention_available() -> bool:

@@ -53,8 +53,9 @@ def prepare_datasets(task: Any, tokenizer: Any, cache_dir: str | Path, seed: int
     check_cutoff(tokenizer, template, int(task.cutoff_len))
     attrs = dataset_attrs(task)
     raw_sets = [load_raw(attr, task.dataset_dir, task.max_samples, task.encoding) for attr in attrs]
-    key = cache_key(attrs, raw_sets, tokenizer, template, task)
-    tokenized = cached_tokenize(raw_sets, attrs, tokenizer, template, task, Path(cache_dir) / "tokenized" / key, num_proc)
+    tokenizer_json = tokenizer.backend_tokenizer.to_str()  # serialized once: a 150k vocabulary takes ~0.3 s
+    key = cache_key(attrs, raw_sets, tokenizer_json, template, task)
+    tokenized = cached_tokenize(raw_sets, attrs, tokenizer, tokenizer_json, template, task, Path(cache_dir) / "tokenized" / key, num_proc)
     tokenized, counts = count_and_filter(tokenized, int(task.cutoff_len), bool(task.keep_rows_without_labels))
     tokenized = tokenized.add_column(SAMPLE_ID_COLUMN, list(range(len(tokenized))))
     train, evaluation = split_eval(tokenized, task.val_size, seed)
@@ -111,12 +112,12 @@ def _load_file(attr: DatasetAttr, dataset_dir: Path, encoding: str | None) -> da
         ) from error
 
 
-def cache_key(attrs: list[DatasetAttr], raw_sets: list[datasets.Dataset], tokenizer: Any, template: Template, task: Any) -> str:
+def cache_key(attrs: list[DatasetAttr], raw_sets: list[datasets.Dataset], tokenizer_json: str, template: Template, task: Any) -> str:
     digest = hashlib.sha256()
     for attr, dataset in zip(attrs, raw_sets):
         digest.update(json.dumps(attr.__dict__, sort_keys=True, default=str).encode())
         digest.update(dataset._fingerprint.encode())
-    digest.update(hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).digest())
+    digest.update(hashlib.sha256(tokenizer_json.encode()).digest())
     settings = [PREPROCESS_VERSION, template, task.system, int(task.cutoff_len), task.max_samples]
     digest.update(json.dumps(settings, default=str).encode())
     return digest.hexdigest()[:24]
@@ -126,6 +127,7 @@ def cached_tokenize(
     raw_sets: list[datasets.Dataset],
     attrs: list[DatasetAttr],
     tokenizer: Any,
+    tokenizer_json: str,
     template: Template,
     task: Any,
     cache_path: Path,
@@ -134,7 +136,7 @@ def cached_tokenize(
     """The tokenized set from `cache_path`, tokenized and saved there first if absent. Parallel trials of a
     sweep asking for the same set wait for one of them to tokenize it rather than all tokenizing at once."""
     def tokenize_into(staging: Path) -> None:
-        tokenize_sets(raw_sets, attrs, tokenizer, template, task, cache_path.name, num_proc).save_to_disk(str(staging / "data"))
+        tokenize_sets(raw_sets, attrs, tokenizer, tokenizer_json, template, task, cache_path.name, num_proc).save_to_disk(str(staging / "data"))
 
     if cache_path.is_dir():
         log.info("tokenized data from cache %s", cache_path)
@@ -146,6 +148,7 @@ def tokenize_sets(
     raw_sets: list[datasets.Dataset],
     attrs: list[DatasetAttr],
     tokenizer: Any,
+    tokenizer_json: str,
     template: Template,
     task: Any,
     fingerprint: str,
@@ -153,7 +156,7 @@ def tokenize_sets(
 ) -> datasets.Dataset:
     probe_rows = [raw[:PROBE_ROWS] for raw in raw_sets]
     probe_texts = [text for attr, rows in zip(attrs, probe_rows) for text in batch_slots(rows, attr, template, task.system)[2]]
-    encoder = SlotEncoder(tokenizer, probe_texts)
+    encoder = SlotEncoder(tokenizer, probe_texts, tokenizer_json)
     parts = []
     for attr, raw in zip(attrs, raw_sets):
         large = len(raw) >= LARGE_DATASET_ROWS

@@ -1,7 +1,7 @@
 """Qwen2.5's tokenizer, rebuilt offline, and the conventions any Qwen2-style tokenizer here shares.
 
 No model hub is reachable from these machines, yet our token ids must be Qwen2.5's so that loss values
-match LLaMA-Factory's (shared/PARITY.md rule 8). Qwen2.5's byte-level BPE ranks ship in dashscope's
+match LLaMA-Factory's (docs/parity.md rule 9). Qwen2.5's byte-level BPE ranks ship in dashscope's
 `qwen.tiktoken`; transformers' TikTokenConverter recovers the merges from them. The tiny model's tokenizer
 (sft/tiny_model.py) uses the same pre-tokenizer, added tokens and chat template, so code written against
 one works with the other.

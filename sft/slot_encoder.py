@@ -13,6 +13,7 @@ logged.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -39,10 +40,12 @@ PROBE_TEXTS = (
 class SlotEncoder:
     """Encodes lists of strings to lists of token ids; picklable, so datasets' worker processes get it."""
 
-    def __init__(self, tokenizer: Any, probe_texts: Iterable[str] = ()) -> None:
+    def __init__(self, tokenizer: Any, probe_texts: Iterable[str] = (), tokenizer_json: str | None = None) -> None:
+        """`tokenizer_json`: the backend tokenizer's `to_str()` when the caller has it already (it takes ~0.3 s
+        for a 150k vocabulary)."""
         self.backend = tokenizer.backend_tokenizer
         self.encoding, self.normalize_nfc, self.added_ids, self.added_pattern = None, False, {}, None
-        reason = self._use_tiktoken(tokenizer, [*PROBE_TEXTS, *probe_texts])
+        reason = self._use_tiktoken(tokenizer, [*PROBE_TEXTS, *probe_texts], tokenizer_json or self.backend.to_str())
         if reason:
             self.encoding = None
             log.info("tokenizing with the HF tokenizer (tiktoken not used: %s)", reason)
@@ -77,55 +80,70 @@ class SlotEncoder:
                 ids += self.encoding.encode_ordinary(unicodedata.normalize("NFC", piece) if self.normalize_nfc else piece)
         return ids
 
-    def _use_tiktoken(self, tokenizer: Any, probe_texts: list[str]) -> str:
+    def _use_tiktoken(self, tokenizer: Any, probe_texts: list[str], tokenizer_json: str) -> str:
         """Set up tiktoken for this tokenizer; the reason it cannot be used, or "" when it can."""
         try:
-            import tiktoken
+            import tiktoken  # noqa: F401  (only whether it is installed)
         except ImportError:
             return "tiktoken is not installed (pip install tiktoken)"
-        spec = json.loads(self.backend.to_str())
-        reason = _unsupported_pipeline(spec, tokenizer)
-        if reason:
-            return reason
-        model = spec["model"]
-        vocab: dict[str, int] = model["vocab"]
-        merges = [tuple(merge.split(" ", 1)) if isinstance(merge, str) else tuple(merge) for merge in model["merges"]]
-        merged_ranks = [vocab.get(left + right, -1) for left, right in merges]
-        if min(merged_ranks, default=0) < 0:
-            return "a merge makes a token missing from the vocabulary"
-        if any(later < earlier for earlier, later in zip(merged_ranks, merged_ranks[1:])):
-            return "merges are not in the order of their tokens' ids, so BPE priorities would differ"
-        from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-        byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
-        try:
-            ranks = {bytes(byte_of[char] for char in token): rank for token, rank in vocab.items()}
-        except KeyError:
-            return "a vocabulary entry is not byte-level text"
-        if len(ranks) != len(vocab) or not all(bytes([byte]) in ranks for byte in range(256)):
-            return "the vocabulary does not hold each of the 256 bytes exactly once"
-        added = {token["content"]: token["id"] for token in spec["added_tokens"]}
-        if set(added.values()) & set(ranks.values()):
-            return "an added token shares an id with a vocabulary entry"
-        try:
-            self.encoding = tiktoken.Encoding(
-                "lorasweep-" + tokenizer.name_or_path.replace("/", "-"),
-                pat_str=spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"],
-                mergeable_ranks=ranks,
-                special_tokens={},
-            )
-        except ValueError as error:
-            return f"tiktoken cannot compile the split regex ({error})"
-        self.normalize_nfc = spec.get("normalizer") is not None
-        self.added_ids = added
-        self.added_pattern = re.compile("(" + "|".join(re.escape(token) for token in sorted(added, key=len, reverse=True)) + ")") if added else re.compile("(?!)")
+        setup = _tiktoken_setup(tokenizer_json, bool(getattr(tokenizer, "split_special_tokens", False)))
+        if isinstance(setup, str):
+            return setup
+        self.encoding, self.normalize_nfc, self.added_ids, self.added_pattern = setup
         for text in dict.fromkeys(probe_texts):
             if self._tiktoken_ids(text) != self._hf_ids([text])[0]:
                 return f"its ids differ from the HF tokenizer's on {text[:60]!r}"
         return ""
 
 
-def _unsupported_pipeline(spec: dict[str, Any], tokenizer: Any) -> str:
+@functools.lru_cache(maxsize=2)
+def _tiktoken_setup(serialized: str, split_special_tokens: bool) -> tuple[Any, bool, dict[str, int], re.Pattern] | str:
+    """tiktoken's encoding, whether to NFC-normalize, the added tokens and the pattern that splits them out, for
+    a tokenizer.json; or the reason tiktoken cannot reproduce it.
+
+    Cached: parsing a 150k-token vocabulary and building its ranks takes seconds, and every data set a
+    process prepares with the same tokenizer (each test, each cache miss of a sweep's trials) would pay them.
+    """
+    import tiktoken
+
+    spec = json.loads(serialized)
+    reason = _unsupported_pipeline(spec, split_special_tokens)
+    if reason:
+        return reason
+    model = spec["model"]
+    vocab: dict[str, int] = model["vocab"]
+    merges = [tuple(merge.split(" ", 1)) if isinstance(merge, str) else tuple(merge) for merge in model["merges"]]
+    merged_ranks = [vocab.get(left + right, -1) for left, right in merges]
+    if min(merged_ranks, default=0) < 0:
+        return "a merge makes a token missing from the vocabulary"
+    if any(later < earlier for earlier, later in zip(merged_ranks, merged_ranks[1:])):
+        return "merges are not in the order of their tokens' ids, so BPE priorities would differ"
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+    try:
+        ranks = {bytes(byte_of[char] for char in token): rank for token, rank in vocab.items()}
+    except KeyError:
+        return "a vocabulary entry is not byte-level text"
+    if len(ranks) != len(vocab) or not all(bytes([byte]) in ranks for byte in range(256)):
+        return "the vocabulary does not hold each of the 256 bytes exactly once"
+    added = {token["content"]: token["id"] for token in spec["added_tokens"]}
+    if set(added.values()) & set(ranks.values()):
+        return "an added token shares an id with a vocabulary entry"
+    try:
+        encoding = tiktoken.Encoding(
+            f"lorasweep-{len(ranks)}",
+            pat_str=spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"],
+            mergeable_ranks=ranks,
+            special_tokens={},
+        )
+    except ValueError as error:
+        return f"tiktoken cannot compile the split regex ({error})"
+    added_pattern = re.compile("(" + "|".join(re.escape(token) for token in sorted(added, key=len, reverse=True)) + ")") if added else re.compile("(?!)")
+    return encoding, spec.get("normalizer") is not None, added, added_pattern
+
+
+def _unsupported_pipeline(spec: dict[str, Any], split_special_tokens: bool) -> str:
     """What, if anything, in a tokenizer.json pipeline tiktoken cannot reproduce."""
     model, pre_tokenizer, normalizer = spec.get("model") or {}, spec.get("pre_tokenizer") or {}, spec.get("normalizer")
     if model.get("type") != "BPE" or model.get("dropout") or model.get("byte_fallback"):
@@ -144,6 +162,6 @@ def _unsupported_pipeline(spec: dict[str, Any], tokenizer: Any) -> str:
         return "the byte-level step adds a prefix space or splits again"
     if any(token["normalized"] or token["lstrip"] or token["rstrip"] or token["single_word"] for token in spec.get("added_tokens", [])):
         return "an added token is normalized, stripped or single-word"
-    if getattr(tokenizer, "split_special_tokens", False):
+    if split_special_tokens:
         return "split_special_tokens is on"
     return ""

@@ -1,4 +1,4 @@
-"""Chat templates as data, and LLaMA-Factory's supervised encoding rules (see shared/PARITY.md).
+"""Chat templates as data, and LLaMA-Factory's supervised encoding rules (docs/parity.md).
 
 A template is a few string slots per role. Each slot is encoded on its own, as LLaMA-Factory's
 `Template._convert_elements_to_ids` does, so no BPE merge crosses a prompt/answer boundary and our

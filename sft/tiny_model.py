@@ -15,6 +15,8 @@ Its shapes, dtypes and modules are those of a real Qwen2, which is what the trai
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from sft.build_once import build_once
 from sft.qwen_vocab import QWEN25_ADDED_TOKENS, add_qwen25_tokens, save_as_qwen25, set_qwen2_pipeline
 
-TINY_MODEL_NAME = "tiny-qwen2-v3"
+TINY_MODEL_NAME = "tiny-qwen2-v4"
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 VOCAB_SIZE = 8192  # BPE tokens plus the 22 added ones
 MAX_POSITIONS = 4096
@@ -37,6 +39,9 @@ DICTIONARY_WORDS = 50_000  # jieba's most frequent words; more add build time an
 OCCURRENCES_PER_REPEAT = 400
 CJK_PUNCTUATION = "，。、；：？！“”‘’（）《》〈〉【】「」『』—…·～．％＋－／"
 PUNCTUATION_REPEATS = 1000
+PRETRAIN_LOG_EVERY = 25
+
+log = logging.getLogger(__name__)
 
 
 def ensure_tiny_model(cache_dir: str | Path) -> Path:
@@ -49,9 +54,17 @@ def ensure_tiny_model(cache_dir: str | Path) -> Path:
 
 
 def _build(directory: Path) -> None:
+    """Each stage says when it starts and how long it took: on a busy machine the build takes minutes, and a
+    silent console looks like a hang."""
+    started = time.perf_counter()
+    log.info("building the tiny model %s, once: an %d-token BPE and a 2-layer Qwen2 pretrained for %d steps on "
+             "the demo text; later runs load it from %s", TINY_MODEL_NAME, VOCAB_SIZE, PRETRAIN_STEPS, directory.parent / TINY_MODEL_NAME)
+    log.info("tiny model 1/3: training the byte-level BPE on jieba's dictionary words and the demo text")
     tokenizer = _train_tokenizer(vocabulary_texts())
     save_as_qwen25(tokenizer, directory, model_max_length=MAX_POSITIONS)
+    log.info("tiny model 2/3: pretraining the 2-layer model (%d steps)", PRETRAIN_STEPS)
     _save_model(directory, tokenizer)
+    log.info("tiny model 3/3: saved in %.1f s", time.perf_counter() - started)
 
 
 def demo_texts() -> Iterator[str]:
@@ -117,6 +130,7 @@ def _train_tokenizer(texts: Iterator[str]) -> Tokenizer:
 def _save_model(directory: Path, tokenizer: Tokenizer) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers.utils import logging as transformers_logging
 
     config = Qwen2Config(
         vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
@@ -131,11 +145,25 @@ def _save_model(directory: Path, tokenizer: Tokenizer) -> None:
         eos_token_id=tokenizer.token_to_id("<|im_end|>"),
         pad_token_id=tokenizer.token_to_id("<|endoftext|>"),
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = Qwen2ForCausalLM(config)
-        _pretrain(model, tokenizer)
-    model.save_pretrained(directory)
+    threads = torch.get_num_threads()
+    # one thread: the same bytes on any machine (float sums split across threads round differently), and a
+    # 64-wide model gains little from a second thread while on a busy machine OpenMP threads wait on each
+    # other (measured 3 s a step with 2 threads, 0.36 s with 1, at load 13 on 2 cores)
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            model = Qwen2ForCausalLM(config)
+            _pretrain(model, tokenizer)
+    finally:
+        torch.set_num_threads(threads)
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # its "Writing model shards" bar was all a newcomer saw
+    try:
+        model.save_pretrained(directory)
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def _pretrain(model: Any, tokenizer: Tokenizer) -> None:
@@ -154,4 +182,6 @@ def _pretrain(model: Any, tokenizer: Tokenizer) -> None:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        if (step + 1) % PRETRAIN_LOG_EVERY == 0:
+            log.info("tiny model pretraining: step %d/%d, loss %.2f", step + 1, PRETRAIN_STEPS, loss.item())
     model.eval()

@@ -1,5 +1,11 @@
-"""Shared fixtures: one cache dir per test session, so the tiny model and the Qwen2.5 tokenizer are
-built once, and the tokenized demo data is reused across end-to-end runs."""
+"""Shared fixtures: the artefacts the tests build (the tiny model, the Qwen2.5 tokenizer, the tokenized demo
+data) live in one cache dir that outlives the pytest session, so each is built once and later sessions reuse it.
+
+The dir is `$LORASWEEP_TEST_CACHE`, by default `.cache/tests` in the repository (CI may keep it between runs or
+not). Everything in it is keyed by version: `models/<TINY_MODEL_NAME>` and `tokenizers/<QWEN25_CACHE_NAME>` carry
+their recipe's version in the name, and `tokenized/<key>` hashes the data, the tokenizer, the template, the
+cutoff and the encoding rules' PREPROCESS_VERSION. Bumping a version builds afresh; delete the dir to reclaim space.
+"""
 import os
 import subprocess
 import sys
@@ -11,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
+def cache_dir() -> Path:
+    directory = Path(os.environ.get("LORASWEEP_TEST_CACHE") or ROOT / ".cache" / "tests").expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Token-for-token and label-for-label parity with LLaMA-Factory's qwen template (shared/PARITY.md),
+"""Token-for-token and label-for-label parity with LLaMA-Factory's qwen template (docs/parity.md),
 through the public data entry point, with Qwen2.5's real vocabulary rebuilt offline."""
 import csv
 import json

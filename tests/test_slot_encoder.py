@@ -85,6 +85,6 @@ def test_prepared_data_is_the_same_with_and_without_tiktoken(tmp_path, qwen_toke
         return results
 
     with_tiktoken = prepared("with")
-    monkeypatch.setattr(SlotEncoder, "_use_tiktoken", lambda self, tokenizer, probe_texts: "switched off by the test")
+    monkeypatch.setattr(SlotEncoder, "_use_tiktoken", lambda self, tokenizer, probe_texts, tokenizer_json: "switched off by the test")
     assert not SlotEncoder(qwen_tokenizer).uses_tiktoken
     assert prepared("without") == with_tiktoken

@@ -125,6 +125,7 @@ def test_bad_params_name_the_parameter_and_the_fix(params, message):
         build_search_space(params, [])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -141,6 +142,7 @@ def test_a_bad_space_fails_before_any_trial_runs(tmp_path, overrides, message):
     assert not list(tmp_path.rglob("result.json"))
 
 
+@pytest.mark.slow
 def test_grid_sampler_takes_the_space_from_params_and_stops_when_exhausted(tmp_path):
     sweep(tmp_path, "x=choice(0.1, 0.5)", "shape=bowl,ridge", "hydra/sweeper/lorasweep_sampler=grid", "hydra.sweeper.n_trials=10")
     trials = load(tmp_path).get_trials()
@@ -192,6 +194,7 @@ def test_the_notes_search_spaces_compose_with_every_pruner_and_parse(sweep_confi
 # --- a sweep and its outputs ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
     sweep(tmp_path, "x=interval(0.3, 2.0)", "y=range(0, 3)", "hydra.sweeper.n_trials=8", "hydra.sweeper.seed=1",
           "hydra/sweeper/lorasweep_sampler=random", "hydra.sweeper.pruner.n_startup_trials=1", "steps=6")
@@ -227,6 +230,7 @@ def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
     assert f"x={study.best_params['x']}" in best
 
 
+@pytest.mark.slow
 def test_a_multi_objective_study_writes_its_pareto_front(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "y=range(0, 3)", "two_objectives=true", "hydra.sweeper.n_trials=4",
           "hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/lorasweep_sampler=nsgaii")
@@ -236,6 +240,7 @@ def test_a_multi_objective_study_writes_its_pareto_front(tmp_path):
     assert sorted(s["values"] for s in results["solutions"]) == sorted(t.values for t in study.best_trials)
 
 
+@pytest.mark.slow
 def test_ablation_trials_run_first_each_on_top_of_the_baseline(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "shape=bowl,ridge", "hydra.sweeper.n_trials=5",
           "++hydra.sweeper.ablations={move_x:{x:0.9},other_shape:{shape:ridge},no_change:{shape:bowl}}",
@@ -249,6 +254,7 @@ def test_ablation_trials_run_first_each_on_top_of_the_baseline(tmp_path):
     assert set(trials[3].params) == {"x", "shape"}
 
 
+@pytest.mark.slow
 def test_a_kill_while_the_ablation_is_queued_then_a_resume_queues_each_remedy_once(tmp_path):
     ablations = "++hydra.sweeper.ablations={move_x:{x:0.9},other_shape:{shape:ridge},far_x:{x:0.1}}"
     (tmp_path / "sweeps").mkdir()
@@ -267,6 +273,7 @@ def trained_overrides(study: optuna.Study) -> list[list[str]]:
             and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
+@pytest.mark.slow
 def test_a_proposal_equal_to_a_finished_trial_takes_its_result_instead_of_training(tmp_path):
     sweep(tmp_path, "x=choice(0.1, 0.2)", "hydra/sweeper/lorasweep_sampler=random", "hydra.sweeper.seed=1",
           "hydra.sweeper.n_trials=5", "hydra.sweeper.pruner.n_startup_trials=10")
@@ -291,6 +298,7 @@ def test_a_seeded_study_trains_no_parameter_set_twice_over_resumes_and_concurren
     assert len(trained) == len({tuple(o) for o in trained}) == 14  # distinct streams: not even a copy
 
 
+@pytest.mark.slow
 def test_a_nan_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 0.5)", "nan_above=0.8", "hydra.sweeper.n_trials=4",
           "++hydra.sweeper.ablations={diverge:{x:0.9}}")
@@ -300,6 +308,7 @@ def test_a_nan_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in trials[2:])
 
 
+@pytest.mark.slow
 def test_a_job_that_dies_before_result_json_fails_with_its_exception(tmp_path):
     sweep(tmp_path, "crash=choice(false, true)", "hydra/sweeper/lorasweep_sampler=grid", "hydra.sweeper.n_trials=2",
           "hydra.sweeper.max_failure_rate=0.5")
@@ -309,6 +318,7 @@ def test_a_job_that_dies_before_result_json_fails_with_its_exception(tmp_path):
     assert by_crash[True].user_attrs["reason"] == "RuntimeError: crashed before writing result.json"
 
 
+@pytest.mark.slow
 def test_too_many_failures_stop_the_sweep_with_a_clear_message(tmp_path):
     result = sweep(tmp_path, "x=interval(0.0, 1.0)", "nan_above=-1", "hydra.sweeper.n_trials=8",
                    "hydra.sweeper.max_failure_rate=0.25", check=False)
@@ -318,6 +328,7 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_message(tmp_path):
     assert (sweep_dir(tmp_path) / "trials.csv").is_file()
 
 
+@pytest.mark.slow
 def test_repeats_run_each_parameter_set_with_several_seeds(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=2",
           "hydra.sweeper.seed_key=seed")
@@ -332,6 +343,7 @@ def test_repeats_run_each_parameter_set_with_several_seeds(tmp_path):
 # --- resume and cooperation ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "journal"])
 def test_an_ownerless_trial_and_one_of_a_dead_process_on_another_host_are_reclaimed(tmp_path, backend):
     storage = f"sqlite:///{tmp_path}/study.db" if backend == "sqlite" else f"journal:{tmp_path}/study.log"
@@ -349,6 +361,7 @@ def test_an_ownerless_trial_and_one_of_a_dead_process_on_another_host_are_reclai
     assert sum(t.state == TrialState.COMPLETE for t in counted(load(tmp_path, storage=storage))) == 3
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_path):
     command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=4", "sleep_s=0.25", "hydra/sweeper/lorasweep_pruner=none")
     process = sweep(tmp_path, *command, wait=False)
@@ -380,6 +393,7 @@ def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_pat
     assert len(set(completed_params)) == 4  # nothing completed twice
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "journal"])
 def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backend):
     storage = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else f"journal:{tmp_path}/shared.log"
@@ -400,6 +414,7 @@ def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backe
 # --- launchers and devices ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_joblib_trials_run_in_worker_processes_each_on_its_own_gpu(tmp_path):
     sweep(tmp_path, "x=interval(0.3, 2.0)", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.gpus=[0,1]",
@@ -420,6 +435,7 @@ def test_more_concurrent_trials_than_gpus_is_refused_before_any_trial():
     assert plan_devices("hydra._internal.core_plugins.basic_launcher.BasicLauncher", ["0", "1"], 3) is None
 
 
+@pytest.mark.slow
 def test_submitit_local_jobs_are_pruned_through_the_storage(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "hydra/launcher=submitit_local",
           "hydra.launcher.timeout_min=5", "++hydra.sweeper.ablations={good:{x:0.3},bad:{x:2.0}}",
@@ -429,6 +445,7 @@ def test_submitit_local_jobs_are_pruned_through_the_storage(tmp_path):
     assert bad.state == TrialState.PRUNED and bad.user_attrs["reason"] == "pruned at 4 samples"
 
 
+@pytest.mark.slow
 def test_a_storage_password_is_never_shown_or_written(tmp_path, monkeypatch):
     assert mask_password("postgresql://me:s3cret@db.example:5432/optuna") == "postgresql://me:***@db.example:5432/optuna"
     monkeypatch.setenv("LORASWEEP_STORAGE", "postgresql://me:s3cret@127.0.0.1:9/optuna")

@@ -1,4 +1,4 @@
-"""LLaMA-Factory's truncation and masking rules (shared/PARITY.md 3-4), on hand-made token ids."""
+"""LLaMA-Factory's truncation and masking rules (docs/parity.md rules 3-4), on hand-made token ids."""
 import pytest
 
 from sft.errors import ConfigError

@@ -1,7 +1,7 @@
 """The locally built tokenizers and the tiny model: what the data pipeline and the trainer rely on.
 
-Builds happen once per session (the `cache_dir`, `tiny_model_dir` and `qwen_tokenizer` fixtures in
-conftest.py).
+Each is built once and reused by later pytest sessions (the `cache_dir`, `tiny_model_dir` and `qwen_tokenizer`
+fixtures in conftest.py); only the determinism test below builds the tiny model again, and it is marked slow.
 """
 from __future__ import annotations
 
@@ -76,10 +76,13 @@ def test_tiny_model_loads_and_gives_a_finite_loss(tiny_model_dir: Path, tiny_tok
     assert torch.isfinite(loss)
 
 
+@pytest.mark.slow
 def test_concurrent_builds_agree_and_match_an_earlier_build(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """Two processes racing on an empty cache both get the same complete dir (one builds, the other waits
-    on the lock), byte-identical to the session's own build (so builds are deterministic too)."""
-    code = "import sys; from sft.tiny_model import ensure_tiny_model; print(ensure_tiny_model(sys.argv[1]))"
+    """Two processes racing on an empty cache both get the same complete dir (one builds, saying what and
+    stage by stage, the other waits on the lock), byte-identical to the cached build (so builds are
+    deterministic too)."""
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO); from sft.tiny_model import ensure_tiny_model; "
+            "print(ensure_tiny_model(sys.argv[1]))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [
         subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=tmp_path, env=env,
@@ -89,6 +92,9 @@ def test_concurrent_builds_agree_and_match_an_earlier_build(tiny_model_dir: Path
     results = [process.communicate(timeout=600) for process in processes]
     for process, (_stdout, stderr) in zip(processes, results):
         assert process.returncode == 0, stderr
+    logs = [stderr for _stdout, stderr in results]
+    assert sum(f"building the tiny model {TINY_MODEL_NAME}, once" in log for log in logs) == 1
+    assert sum("tiny model pretraining: step 100/100" in log and "tiny model 3/3: saved" in log for log in logs) == 1
     built_dir = tmp_path / "models" / TINY_MODEL_NAME
     assert [stdout.strip() for stdout, _stderr in results] == [str(built_dir)] * 2
     assert sorted(path.name for path in (tmp_path / "models").iterdir()) == [f".{built_dir.name}.lock", built_dir.name]

@@ -33,6 +33,7 @@ def finished_run(tmp_path_factory, cache_dir):
     return run_dir
 
 
+@pytest.mark.slow
 def test_run_dir_holds_every_file_of_the_contract(finished_run):
     for name in ("metrics.jsonl", "trainer_log.jsonl", "training_loss.png", "adapter_config.json",
                  "adapter_model.safetensors", "result.json", ".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoint-10"):
@@ -48,6 +49,7 @@ def test_run_dir_holds_every_file_of_the_contract(finished_run):
     assert trainer_log[-1]["total_steps"] == 20
 
 
+@pytest.mark.slow
 def test_loss_falls_and_result_holds_the_shared_objective(finished_run):
     metrics = read_jsonl(finished_run / "metrics.jsonl")
     result = json.loads((finished_run / "result.json").read_text())
@@ -60,6 +62,7 @@ def test_loss_falls_and_result_holds_the_shared_objective(finished_run):
     assert result["counts"]["train_rows"] == 104 and result["counts"]["eval_rows"] == 16
 
 
+@pytest.mark.slow
 def test_saved_adapter_loads_with_peft_and_generates(finished_run, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -72,6 +75,7 @@ def test_saved_adapter_loads_with_peft_and_generates(finished_run, tiny_model_di
     assert output.shape[1] > inputs["input_ids"].shape[1]
 
 
+@pytest.mark.slow
 def test_same_seed_same_curve_and_resume_continues_with_the_same_data(tmp_path, cache_dir):
     first, second = tmp_path / "first", tmp_path / "second"
     run_train([*TINY, "trainer.max_steps=20", f"hydra.run.dir={first}"], tmp_path, cache_dir)
@@ -92,6 +96,7 @@ def test_same_seed_same_curve_and_resume_continues_with_the_same_data(tmp_path, 
     assert json.loads((second / "result.json").read_text())["seen"]["steps"] == 20
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_run_with_its_reason(tmp_path, cache_dir):
     run_dir = tmp_path / "nan"
     # LoRA's A matrices get an exactly zero gradient on the first step (B starts at zero); with an eps
@@ -106,6 +111,7 @@ def test_nan_loss_fails_the_run_with_its_reason(tmp_path, cache_dir):
     assert "lower optimizer.lr" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, cache_dir):
     run_dir = tmp_path / "bad"
     result = run_train([*TINY, "task.dataset=[nope]", f"hydra.run.dir={run_dir}"], tmp_path, cache_dir, check=False)
@@ -166,6 +172,7 @@ def test_seed_yiliao_composes_to_the_seed_command_flag_for_flag():
     assert (spo.trainer.per_device_batch_size, spo.scheduler.name, spo.scheduler.warmup_steps, spo.trainer.logging_steps, spo.trainer.save_steps) == (8, "cosine", 5, 1, 30)
 
 
+@pytest.mark.slow
 def test_hydra_grid_runs_each_combination(tmp_path, cache_dir):
     sweep_dir = tmp_path / "grid"
     run_train(["-m", *TINY, "trainer.max_steps=4", "optimizer.lr=1e-3,3e-3", f"hydra.sweep.dir={sweep_dir}"], tmp_path, cache_dir)
@@ -175,6 +182,7 @@ def test_hydra_grid_runs_each_combination(tmp_path, cache_dir):
     assert lrs == [1e-3, 3e-3]
 
 
+@pytest.mark.slow
 def test_local_model_dir_and_wandb_offline_run_carry_the_config(tmp_path, cache_dir, tiny_model_dir):
     run_dir = tmp_path / "wandb-run"
     run_train([*TINY, f"model.name_or_path={tiny_model_dir}", "trainer.max_steps=4", "logger=wandb",
@@ -188,6 +196,7 @@ def test_local_model_dir_and_wandb_offline_run_carry_the_config(tmp_path, cache_
     assert "my-study" in text and str(tiny_model_dir) in text and "train/loss" in text
 
 
+@pytest.mark.slow
 def test_a_hub_model_that_cannot_be_reached_gives_a_clear_error(tmp_path, cache_dir):
     result = run_train(["model=qwen2.5-0.5b-instruct", f"hydra.run.dir={tmp_path / 'hub'}"], tmp_path, cache_dir, check=False,
                        extra_env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
