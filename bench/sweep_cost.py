@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-from sweeper.study_loop import RUN_DIRS_ATTR
+from sweeper.trial_attrs import RUN_DIRS_ATTR
 
 ROOT = Path(__file__).resolve().parents[1]
 WITHIN = 0.01  # "reached the best" = within 1% of it

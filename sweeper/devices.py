@@ -28,7 +28,8 @@ def visible_gpus(configured: list[int] | None) -> list[str]:
     return [str(index) for index, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU ")]
 
 
-def assigns_devices(launcher_target: str) -> bool:
+def sweeper_must_assign_devices(launcher_target: str) -> bool:
+    """True for launchers that run concurrent local jobs but leave their devices to the sweeper."""
     return launcher_target.endswith(_LOCAL_PROCESS_LAUNCHERS)
 
 
@@ -37,7 +38,7 @@ def plan_devices(launcher_target: str, gpus: list[str], jobs_at_once: int) -> li
 
     Raises before any trial when there are fewer GPUs than concurrent jobs.
     """
-    if not gpus or not assigns_devices(launcher_target):
+    if not gpus or not sweeper_must_assign_devices(launcher_target):
         return None
     if jobs_at_once > len(gpus):
         raise ValueError(

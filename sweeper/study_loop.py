@@ -5,48 +5,50 @@ sweep process died (and queue their parameters again), count what the study has 
 most n_jobs more (queued trials first: the ablation, retries), then launch them as one batch and tell
 Optuna how each ended. n_trials is a total for the study, so a second process, or the same command
 after a crash, only runs what is missing. Trials whose process died do not count; their re-run does.
+Checks before the study is touched are in sweeper.preflight, the ablation queue in sweeper.ablation,
+the recovery of abandoned trials in sweeper.recovery.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import socket
 import time
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
-from hydra.errors import HydraException
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
-from optuna.storages import RetryFailedTrialCallback
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.samplers import GridSampler
+from optuna.trial import Trial, TrialState
 
+from sweeper import preflight
+from sweeper.ablation import enqueue_ablations
 from sweeper.devices import plan_devices, visible_gpus
 from sweeper.outcome import job_outcome, trial_outcome
 from sweeper.outputs import OVERRIDES_ATTR, best_trials, print_progress, write_outputs
-from sweeper.overrides import override_key, render_override
-from sweeper.search_space import SearchSpace, SearchSpaceError, build_search_space, flatten_params
+from sweeper.overrides import render_override
+from sweeper.preflight import SpaceExtender
+from sweeper.recovery import abandon, budget_trials, fail_trials_of_dead_processes, tell
+from sweeper.search_space import SearchSpace, build_search_space
 from sweeper.storage import STORAGE_ENV, mask_password, open_storage, resolve_storage_url, storage_lock
+from sweeper.trial_attrs import (
+    ABLATION_ATTR,
+    PROCESS_ATTR,
+    REASON_ATTR,
+    RUN_DIRS_ATTR,
+    SEEDS_VALUES_ATTR,
+    SPREAD_ATTR,
+    UNIT_ATTR,
+)
 
 log = logging.getLogger(__name__)
 
-ABLATION_ATTR = "ablation"  # user attr: the remedy an enqueued trial tries alone, or "baseline"
-BASELINE = "baseline"
-PROCESS_ATTR = "process"  # user attr: host:pid of the sweep process that runs the trial
-REASON_ATTR = "reason"  # user attr: why a trial was pruned or failed
-RUN_DIRS_ATTR = "run_dirs"
-SPREAD_ATTR = "spread"  # user attr: sample standard deviation of the value over repeats
-SEEDS_VALUES_ATTR = "values_per_seed"  # user attr: each repeat's value
-UNIT_ATTR = "unit"  # study user attr: what intermediate steps count (samples or tokens), for analysis
-ABLATIONS_ENQUEUED_ATTR = "ablations_enqueued"  # study user attr: the ablation was queued once
 REPORTER_TARGET = "sweeper.reporter.TrialReporter"
-SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes", "GPSampler": "scipy"}  # imported by Optuna only when sampling
 WAIT_FOR_OTHERS_S = 2.0  # poll interval while other processes finish the study's last trials
 
 
@@ -113,15 +115,10 @@ class StudyLoop:
 
     def sweep(self, arguments: list[str]) -> None:
         space = build_search_space(self.params, arguments)
-        extender = self._custom_search_space()
-        if not space.distributions and extender is None:
-            raise SearchSpaceError(
-                "nothing to search: hydra.sweeper.params has no distribution and no sweep override was given. "
-                "Add one on the command line, e.g. 'optimizer.lr=tag(log, interval(1e-5, 1e-4))', or in "
-                "hydra.sweeper.params, or choose a ready search space: sweep=notes"
-            )
-        self._check_seed_key(space)
-        self._check_space_composes(space)
+        extender = preflight.load_custom_search_space(self.custom_search_space)
+        preflight.check_not_empty(space, extender)
+        preflight.check_seed_key(self.config, space, self.repeats, self.seed_key)
+        preflight.check_space_composes(self.hydra_context, self.config, space)
         devices = plan_devices(
             str(self.config.hydra.launcher._target_), visible_gpus(self.gpus), self.n_jobs * self.repeats
         )
@@ -132,7 +129,7 @@ class StudyLoop:
         if unit is not None:
             study.set_user_attr(UNIT_ATTR, str(unit))
         with storage_lock(url):
-            self._enqueue_ablations(study, space, extender)
+            enqueue_ablations(study, self.ablations, space, extender, self.config, self.n_trials)
         try:
             self._run(study, space, extender, devices, url)
         finally:
@@ -141,39 +138,9 @@ class StudyLoop:
 
     # --- setting up ------------------------------------------------------------------------------------
 
-    def _custom_search_space(self) -> Callable[[DictConfig, Trial], Mapping[str, Any] | None] | None:
-        if not self.custom_search_space:
-            return None
-        try:
-            return get_method(self.custom_search_space)
-        except Exception as error:
-            raise SearchSpaceError(
-                f"hydra.sweeper.custom_search_space={self.custom_search_space!r} cannot be imported ({error}); "
-                f"give a function as module.name, e.g. sweeper.notes.notes_space"
-            ) from None
-
-    def _check_seed_key(self, space: SearchSpace) -> None:
-        if self.repeats == 1:
-            return
-        if OmegaConf.select(self.config, self.seed_key) is None:
-            raise ValueError(
-                f"hydra.sweeper.repeats={self.repeats} varies {self.seed_key}, which the config does not have; "
-                f"set hydra.sweeper.seed_key to the config's seed key"
-            )
-        if self.seed_key in space.distributions or any(override_key(f) == self.seed_key for f in space.fixed):
-            raise ValueError(
-                f"hydra.sweeper.repeats={self.repeats} sets {self.seed_key} itself; drop it from the search space"
-            )
-
     def _open_study(self, url: str, space: SearchSpace) -> optuna.Study:
         sampler_conf = OmegaConf.to_container(self.sampler_conf, resolve=True)
-        sampler_class = sampler_conf["_target_"].rsplit(".", 1)[-1]
-        package = SAMPLER_PACKAGES.get(sampler_class)
-        if package is not None and importlib.util.find_spec(package) is None:
-            raise ValueError(
-                f"{sampler_class} needs the `{package}` package, which is not installed: pip install {package} "
-                f"(or pip install -e '.[samplers]'), or choose another hydra/sweeper/sampler"
-            )
+        preflight.check_sampler_package(sampler_conf["_target_"])
         if sampler_conf["_target_"].endswith("GridSampler") and not sampler_conf.get("search_space"):
             sampler_conf["search_space"] = space.grid()
         sampler = instantiate(sampler_conf)
@@ -192,60 +159,22 @@ class StudyLoop:
                 f"study {self.study_name!r} in {mask_password(url)} was created with direction(s) {stored}, "
                 f"not {self.directions}; use another hydra.sweeper.study_name or the stored direction"
             )
-        finished = sum(1 for t in self._budget_trials(study) if t.state.is_finished())
+        finished = sum(1 for t in budget_trials(study) if t.state.is_finished())
         log.info(f"Study {self.study_name!r} in {mask_password(url)}: {finished} of {self.n_trials} trials done")
         log.info(f"Sampler: {type(sampler).__name__}, pruner: {type(pruner).__name__}, direction(s): {stored}")
         return study
 
-    def _enqueue_ablations(self, study: optuna.Study, space: SearchSpace, extender: Callable | None) -> None:
-        """The baseline (the base config as it is) and each remedy alone on top of it, queued once per study."""
-        if not self.ablations or study.user_attrs.get(ABLATIONS_ENQUEUED_ATTR):
-            return
-        entries = [(BASELINE, {})] + [(name, flatten_params(remedy)) for name, remedy in self.ablations.items()]
-        queued = 0
-        for name, remedy in entries:
-            self._check_remedy(name, remedy, space, extender)
-            if name != BASELINE and all(self._base_value(key) == value for key, value in remedy.items()):
-                log.info(f"Ablation {name!r} changes nothing the base config does not already have: not queued")
-                continue
-            if queued == self.n_trials:
-                log.info(f"Ablation {name!r} not queued: n_trials={self.n_trials} is used up by the earlier ones")
-                continue
-            study.enqueue_trial(params=remedy, user_attrs={ABLATION_ATTR: name})
-            queued += 1
-        study.set_user_attr(ABLATIONS_ENQUEUED_ATTR, True)
-
-    @staticmethod
-    def _check_remedy(name: str, remedy: Mapping[str, Any], space: SearchSpace, extender: Callable | None) -> None:
-        for key, value in remedy.items():
-            distribution = space.distributions.get(key)
-            if distribution is None and extender is None:
-                raise SearchSpaceError(
-                    f"hydra.sweeper.ablations.{name} sets {key}, which is not in the search space; "
-                    f"add {key} to hydra.sweeper.params or drop it from the ablation"
-                )
-            if isinstance(distribution, CategoricalDistribution) and value not in distribution.choices:
-                raise SearchSpaceError(
-                    f"hydra.sweeper.ablations.{name} sets {key}={value!r}, which is not one of its choices "
-                    f"{list(distribution.choices)}; add it to the choice() or change the ablation"
-                )
-
-    def _base_value(self, key: str) -> Any:
-        choices = self.config.hydra.runtime.choices
-        return choices[key] if key in choices else OmegaConf.select(self.config, key)
-
     # --- the loop ----------------------------------------------------------------------------------------
 
     def _run(
-        self, study: optuna.Study, space: SearchSpace, extender: Callable | None, devices: list[str] | None, url: str
+        self, study: optuna.Study, space: SearchSpace, extender: SpaceExtender | None, devices: list[str] | None, url: str
     ) -> None:
-        sampler_finished = False
         while True:
             with storage_lock(url):
-                self._fail_trials_of_dead_processes(study)
-                batch = [] if sampler_finished else self._ask_batch(study, space, extender)
+                fail_trials_of_dead_processes(study, self.process)
+                batch = [] if _grid_exhausted(study) else self._ask_batch(study, space, extender)
             if batch:
-                sampler_finished = self._launch(study, space, batch, devices)
+                self._launch(study, space, batch, devices)
                 self._check_failure_rate(study)
                 continue
             others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -255,39 +184,10 @@ class StudyLoop:
             log.info(f"Waiting for {len(others)} trial(s) running in other sweep processes: {', '.join(owners)}")
             time.sleep(WAIT_FOR_OTHERS_S)
 
-    def _budget_trials(self, study: optuna.Study) -> list[FrozenTrial]:
-        """The trials that count towards n_trials: all but those that were queued again after their
-        sweep process died (their re-run counts instead)."""
-        trials = study.get_trials(deepcopy=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            replaced = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
-        return [t for t in trials if t.number not in replaced]
-
-    def _fail_trials_of_dead_processes(self, study: optuna.Study) -> None:
-        """RUNNING trials of a sweep process on this machine that is gone: FAIL, and their parameters
-        queued again. Called under the lock and between batches, so this process runs nothing itself."""
-        host = socket.gethostname()
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = trial.user_attrs.get(PROCESS_ATTR)
-            if owner is None or owner.rsplit(":", 1)[0] != host:
-                continue
-            if owner == self.process or not _process_alive(int(owner.rsplit(":", 1)[1])):
-                log.warning(f"Trial {trial.number} was left running by {owner}, which is gone: FAIL, and re-run")
-                self._abandon(study, trial, f"its sweep process {owner} stopped; its parameters were queued again")
-
-    @staticmethod
-    def _abandon(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
-        # the trial belongs to another (dead) process: write through the storage, not a Trial object,
-        # whose construction would run the sampler's before_trial
-        study._storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
-        _tell(study, trial.number, TrialState.FAIL, None)
-        RetryFailedTrialCallback()(study, study.get_trials(deepcopy=False)[trial.number])
-
     def _ask_batch(
-        self, study: optuna.Study, space: SearchSpace, extender: Callable | None
+        self, study: optuna.Study, space: SearchSpace, extender: SpaceExtender | None
     ) -> list[tuple[Trial, list[str]]]:
-        started = [t for t in self._budget_trials(study) if t.state != TrialState.WAITING]
+        started = [t for t in budget_trials(study) if t.state != TrialState.WAITING]
         room = min(self.n_jobs, self.n_trials - len(started))
         batch = []
         for _ in range(room):
@@ -297,7 +197,7 @@ class StudyLoop:
         return batch
 
     def _suggest(
-        self, study: optuna.Study, trial: Trial, space: SearchSpace, extender: Callable | None
+        self, study: optuna.Study, trial: Trial, space: SearchSpace, extender: SpaceExtender | None
     ) -> list[str]:
         """Chooses the trial's values and returns the overrides that re-run it. An ablation trial sets
         only its remedy's parameters; everything else stays as the base config has it."""
@@ -343,8 +243,8 @@ class StudyLoop:
 
     def _launch(
         self, study: optuna.Study, space: SearchSpace, batch: list[tuple[Trial, list[str]]], devices: list[str] | None
-    ) -> bool:
-        """Runs one batch and tells Optuna each trial's end; True when the sampler says it is done."""
+    ) -> None:
+        """Runs one batch and tells Optuna each trial's end."""
         jobs = []
         for trial, overrides in batch:
             for repeat in range(self.repeats):
@@ -354,10 +254,9 @@ class StudyLoop:
             returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
         except KeyboardInterrupt:
             for trial, _ in batch:
-                self._abandon(study, study.get_trials(deepcopy=False)[trial.number], "interrupted (Ctrl-C)")
+                abandon(study, study.get_trials(deepcopy=False)[trial.number], "interrupted (Ctrl-C)")
             raise
         self.job_idx += len(jobs)
-        sampler_finished = False
         for index, (trial, overrides) in enumerate(batch):
             returned = returns[index * self.repeats : (index + 1) * self.repeats]
             outcome = trial_outcome([job_outcome(job, len(self.directions)) for job in returned])
@@ -366,37 +265,15 @@ class StudyLoop:
             if outcome.spread is not None:
                 trial.set_user_attr(SEEDS_VALUES_ATTR, outcome.values_per_seed)
                 trial.set_user_attr(SPREAD_ATTR, outcome.spread)
-            sampler_finished |= _tell(study, trial, outcome.state, outcome.values)
-            finished = sum(1 for t in self._budget_trials(study) if t.state.is_finished())
+            tell(study, trial, outcome.state, outcome.values)
+            finished = sum(1 for t in budget_trials(study) if t.state.is_finished())
             best = best_trials(study) if len(self.directions) == 1 else []
             changes = overrides[len(space.fixed) :]
             frozen = study.get_trials(deepcopy=False)[trial.number]
             print_progress(frozen, changes, finished, self.n_trials, best[0] if best else None)
-        return sampler_finished
-
-    def _check_space_composes(self, space: SearchSpace) -> None:
-        """Composes the config with the fixed overrides and each parameter at its bounds (every choice of
-        a categorical, one at a time), so a wrong key or group option fails now, before the study is
-        touched, rather than in every trial."""
-        base = {name: _probe_values(distribution)[0] for name, distribution in space.distributions.items()}
-        probes = [base] + [
-            {**base, name: value}
-            for name, distribution in space.distributions.items()
-            for value in _probe_values(distribution)[1:]
-        ]
-        for probe in probes:
-            overrides = space.fixed + [render_override(name, value) for name, value in probe.items()]
-            try:
-                self.hydra_context.config_loader.load_sweep_config(master_config=self.config, sweep_overrides=overrides)
-            except HydraException as error:
-                raise SearchSpaceError(
-                    f"the search space's overrides do not compose with the config: {error}\n  overrides: {overrides}\n"
-                    f"Check the keys in hydra.sweeper.params (group choices are written `scheduler: choice(...)`, "
-                    f"values `optimizer.lr: ...`)"
-                ) from None
 
     def _check_failure_rate(self, study: optuna.Study) -> None:
-        failed = [t for t in self._budget_trials(study) if t.state == TrialState.FAIL]
+        failed = [t for t in budget_trials(study) if t.state == TrialState.FAIL]
         if len(failed) > self.max_failure_rate * self.n_trials:
             reasons = "; ".join(f"trial {t.number}: {t.user_attrs.get(REASON_ATTR)}" for t in failed[-3:])
             raise SweepStopped(
@@ -415,30 +292,9 @@ def _suggest_one(trial: Trial, name: str, distribution: BaseDistribution) -> Non
         trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
 
 
-def _probe_values(distribution: BaseDistribution) -> list[Any]:
-    if isinstance(distribution, CategoricalDistribution):
-        return list(distribution.choices)
-    return [distribution.low, distribution.high]
-
-
-def _tell(study: optuna.Study, trial: Trial | int, state: TrialState, values: list[float] | None) -> bool:
-    """study.tell; True when the sampler asks the study to stop (GridSampler, grid exhausted), which
-    Optuna signals by calling Study.stop(), an error outside Study.optimize (the state is saved first)."""
-    try:
-        study.tell(trial, state=state, values=values)
-    except RuntimeError as error:
-        if "Study.stop" not in str(error):
-            raise
+def _grid_exhausted(study: optuna.Study) -> bool:
+    """True once every point of a grid sampler's grid has finished: nothing is left to ask."""
+    exhausted = isinstance(study.sampler, GridSampler) and study.sampler.is_exhausted(study)
+    if exhausted:
         log.info("The sampler has no new points to try (every grid point was run): the sweep ends")
-        return True
-    return False
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by another user
-    return True
+    return exhausted
