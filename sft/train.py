@@ -22,7 +22,8 @@ from analysis.loss_plot import plot_llamafactory_loss
 from analysis.smoothing import default_time_constant, objective_from_metrics
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
 from sft.checks import check_config
-from sft.errors import ConfigError, TrainingFailed
+from sft.errors import ConfigError, TrainingFailed, TrainingInterrupted
+from sft.interruption import StopOnSignal, stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,27 @@ def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "result.json").unlink(missing_ok=True)  # a resumed run dir may hold an earlier ending
+    # a requeued job finds "interrupted" and resumes from its checkpoint; the mark stays until this
+    # session ends, so a job stopped again before it trains still resumes next time
+    interrupted = read_status(run_dir) == "interrupted"
+    if not interrupted:
+        (run_dir / "result.json").unlink(missing_ok=True)  # a resumed run dir may hold an earlier ending
     try:
-        return _train(cfg, run_dir, reporter)
+        return _train(cfg, run_dir, reporter, resume=True if interrupted else cfg.trainer.resume)
     except (ValueError, TrainingFailed) as error:
         if not (run_dir / "result.json").is_file():
             write_result(run_dir, {"status": "failed", "reason": str(error), "objective": None, "objective_name": cfg.objective})
         raise
 
 
-def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[str, Any]:
+def read_status(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "result.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None, resume: Any) -> dict[str, Any]:
     import datasets
     import transformers
     from transformers.trainer_callback import PrinterCallback
@@ -70,7 +82,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
     unit = cfg.smoothing.unit
     planned = budget["samples"] if unit == "samples" else budget["samples"] * mean_length(data.train)
     time_constant = float(cfg.smoothing.time_constant or default_time_constant(planned))
-    counter, outcome = SeenCounter(), Outcome()
+    counter, outcome, stopper = SeenCounter(), Outcome(), StopOnSignal(stop_signals())
     run_log = RunLogCallback(run_dir, counter, outcome, unit, time_constant, reporter, cfg.trainer.report_every)
     args = training_arguments(cfg, run_dir, precision, budget["steps"], has_eval=data.eval is not None)
     wandb_run = start_wandb(cfg, run_dir) if cfg.logger.name == "wandb" else None
@@ -81,26 +93,31 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
         eval_dataset=data.eval,
         data_collator=batching.collator,
         processing_class=tokenizer,
-        callbacks=[counter, run_log, RichProgressCallback(f"{cfg.name}")],
+        callbacks=[counter, run_log, stopper, RichProgressCallback(f"{cfg.name}")],
         counter=counter,
         shuffle=bool(cfg.trainer.shuffle),
     )
     trainer.remove_callback(PrinterCallback)  # our rich bar and run-dir logs replace its printed dicts
-    checkpoint = find_checkpoint(cfg.trainer.resume, run_dir)
+    checkpoint = find_checkpoint(resume, run_dir)
+    # the logs of an earlier session in this run dir: kept up to the checkpoint, none without one
+    run_log.load_previous(checkpoint_step(checkpoint) if checkpoint else 0)
     if checkpoint:
         counter.restore(checkpoint)
-        run_log.load_previous(checkpoint_step(checkpoint))
         log.info("resuming from %s", checkpoint)
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
         if outcome.status == "completed" and data.eval is not None and (not run_log.records or "eval_loss" not in run_log.records[-1]):
             trainer.evaluate()
     finally:
+        stopper.restore()
         if wandb_run is not None:
             wandb_run.finish()
+    if stopper.received is not None and trainer.state.global_step < budget["steps"]:
+        outcome.end("interrupted", stopper.reason(trainer.state.global_step))
     records = run_log.records
-    objective = objective_from_metrics(records, cfg.objective, unit, time_constant) if outcome.status != "failed" else None
-    if outcome.status != "failed":
+    finished = outcome.status in ("completed", "pruned")
+    objective = objective_from_metrics(records, cfg.objective, unit, time_constant) if finished else None
+    if finished:
         trainer.save_model(str(run_dir))
     train_points = [r for r in records if "loss" in r]
     if train_points:
@@ -124,6 +141,9 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     write_result(run_dir, result)
+    if outcome.status == "interrupted":
+        stopper.pass_on()
+        raise TrainingInterrupted(outcome.reason)
     if outcome.status == "failed":
         raise TrainingFailed(outcome.reason)
     return result
@@ -205,7 +225,8 @@ def _cuda() -> bool:
 
 
 def find_checkpoint(resume: Any, run_dir: Path) -> str | None:
-    """trainer.resume: false; true (this run dir's last checkpoint); or a run dir / checkpoint path."""
+    """trainer.resume: false; true (this run dir's last checkpoint, if it has one yet: a new trial of a
+    sweep with resume=true starts from step 0); or a run dir / checkpoint path, which must hold one."""
     from transformers.trainer_utils import get_last_checkpoint
 
     if resume in (False, None, "false"):
@@ -216,7 +237,9 @@ def find_checkpoint(resume: Any, run_dir: Path) -> str | None:
     if target.name.startswith("checkpoint-") and (target / "trainer_state.json").is_file():
         return str(target)
     last = get_last_checkpoint(str(target))
-    if last is None:
+    if last is None and target == run_dir:
+        log.info("trainer.resume=%s: no checkpoint in %s yet, training from step 0", resume, run_dir)
+    elif last is None:
         raise ConfigError(
             f"trainer.resume={resume}: no checkpoint-N dir in {target}; resume needs a run that saved one "
             "(trainer.save_steps) and the same hydra.run.dir"
