@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -75,7 +76,7 @@ def open_storage(url: str) -> BaseStorage:
         # two sweep processes starting at once would both create the schema (alembic_version UNIQUE error)
         with storage_lock(url):
             return RDBStorage(url, engine_kwargs=engine_kwargs)
-    except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as error:
+    except (ImportError, ValueError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as error:
         raise ValueError(
             f"cannot open the Optuna storage {mask_password(url)}: {error}. Give hydra.sweeper.storage as "
             f"sqlite:///path.db, journal:path/to/file.log or postgresql://user:password@host/db"

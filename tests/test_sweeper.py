@@ -357,3 +357,16 @@ def test_a_storage_password_is_never_shown_or_written(tmp_path, monkeypatch):
     assert "postgresql://me:***@127.0.0.1:9/optuna" in result.stderr
     assert "s3cret" not in result.stdout + result.stderr
     assert not [path for path in tmp_path.rglob("*") if path.is_file() and "s3cret" in path.read_text(errors="ignore")]
+
+
+def test_outputs_are_written_while_every_trial_still_runs(tmp_path):
+    """A sweep stopped while its jobs run (a crash, scancel of the driver) still writes its files."""
+    from sweeper.outputs import write_outputs
+
+    study = optuna.create_study()
+    study.ask()
+    study.ask()
+    paths = write_outputs(study, str(tmp_path))
+    trials = pd.read_csv(paths["trials"])
+    assert list(trials["state"]) == ["RUNNING", "RUNNING"] and trials["duration"].isna().all()
+    assert yaml.safe_load(paths["results"].read_text())["best_value"] is None
