@@ -10,3 +10,4 @@ SPREAD_ATTR = "spread"  # user attr: sample standard deviation of the value over
 SEEDS_VALUES_ATTR = "values_per_seed"  # user attr: each repeat's value
 UNIT_ATTR = "unit"  # study user attr: what intermediate steps count (samples or tokens), for analysis
 ABLATIONS_ENQUEUED_ATTR = "ablations_enqueued"  # study user attr: the ablation was queued once
+ENDED_BY_SCHEDULER_ATTR = "ended_by_scheduler"  # user attr: SLURM ended its job; the next sweep command re-runs it

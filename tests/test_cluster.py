@@ -3,8 +3,11 @@ model, each trial a SLURM job on this machine. `.ci/services.sh` starts both; wi
 skip (and fail in CI). Kept to a few tiny trials, since every job pays Python's and torch's start."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -64,3 +67,94 @@ def test_a_sweep_through_submitit_slurm_finishes_every_trial(backend, tmp_path, 
     (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
     assert (sweep_dir / "trials.csv").is_file()
     assert list((sweep_dir / ".submitit").iterdir())  # the jobs went through SLURM
+
+
+def train_command(overrides: list[str], project_root: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
+    env = {**os.environ, "PROJECT_ROOT": str(project_root), "LORASWEEP_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
+    return [sys.executable, str(ROOT / "train.py"), *overrides], env
+
+
+def wait_until(condition, what: str, timeout_s: float = 900):
+    deadline = time.time() + timeout_s
+    while not (found := condition()):
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+    return found
+
+
+def test_scancel_fails_one_trial_the_sweep_goes_on_and_the_same_command_reruns_it(tmp_path, cache_dir, tiny_model_dir, slurm):
+    name = study_name()
+    storage = f"journal:{tmp_path}/shared/{name}.log"
+    overrides = ["-m", "experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=160", "trainer.logging_steps=2",
+                 *SLURM, "hydra/sweeper=lorasweep", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
+                 "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.max_failure_rate=0.5",
+                 "hydra/sweeper/sampler=grid", "optimizer.lr=choice(1e-3, 2e-3)"]
+    command, env = train_command(overrides, tmp_path, cache_dir)
+    sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # cancel trial 0's job once it trains
+    metrics = wait_until(lambda: next(iter((tmp_path / "multirun").glob("*/*/trial-0/metrics.jsonl")), None), "trial 0 to train")
+    sweep_dir = metrics.parents[1]
+    (folder,) = (sweep_dir / ".submitit").glob("*_0")  # trial 0 is the first job of the batch's job array
+    subprocess.run(["scancel", folder.name], check=True)
+    output, _ = sweep.communicate(timeout=900)
+    assert sweep.returncode == 0, output[-3000:]
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    cancelled, other = study.get_trials()
+    assert cancelled.state == TrialState.FAIL and "cancelled" in cancelled.user_attrs["reason"], cancelled.user_attrs
+    assert other.state == TrialState.COMPLETE, other.user_attrs
+    assert (sweep_dir / "trials.csv").is_file()
+
+    run_train(overrides, tmp_path, cache_dir, timeout=1200)  # the same command again
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    trials = study.get_trials()
+    assert len(trials) == 3 and trials[2].params == cancelled.params and trials[2].state == TrialState.COMPLETE
+    assert trials[1].datetime_complete == other.datetime_complete  # not retrained
+
+
+
+def test_worker_mode_two_array_tasks_share_one_study(tmp_path, cache_dir, tiny_model_dir, slurm):
+    name = study_name()
+    storage = f"journal:{tmp_path}/shared/{name}.log"
+    overrides = [*TINY, f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=4",
+                 "hydra/sweeper/sampler=random", "optimizer.lr=tag(log, interval(1e-4, 4e-3))"]
+    _, env = train_command([], tmp_path, cache_dir)
+    env["LORASWEEP_PYTHON"] = sys.executable
+    submitted = subprocess.run(["sbatch", "--wait", "--array=0-1", "--cpus-per-task=1", f"--output={tmp_path}/worker-%a.out",
+                                str(ROOT / "slurm" / "sweep_workers.sbatch"), *overrides],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("worker-*.out")))
+    assert submitted.returncode == 0, logs[-4000:]
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    assert_trained_once(study, 4)
+    assert len(list((tmp_path / "multirun").glob("*/worker-*/trials.csv"))) == 2
+
+
+def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_path, cache_dir, tiny_model_dir, slurm):
+    """SLURM signals the job 30 s before its 1-minute limit; the trial checkpoints, submitit requeues
+    the job, and the requeued job resumes into the same run dir (as often as it takes)."""
+    name = study_name()
+    storage = f"journal:{tmp_path}/shared/{name}.log"
+    training = ["experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=3200", "trainer.logging_steps=5",
+                "trainer.save_steps=1000", "optimizer.lr=2e-3"]
+    overrides = ["-m", *training, *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
+                 "hydra.launcher.max_num_timeout=10", "hydra/sweeper=lorasweep", f"hydra.sweeper.study_name={name}",
+                 f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=1", "hydra.sweeper.ablations=null"]
+    command, env = train_command(overrides, tmp_path, cache_dir)
+    sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reference = tmp_path / "reference"
+    run_train([*training, f"hydra.run.dir={reference}"], tmp_path, cache_dir, timeout=1500)
+    output, _ = sweep.communicate(timeout=1500)
+    assert sweep.returncode == 0, output[-3000:]
+
+    (trial,) = optuna.load_study(study_name=name, storage=open_storage(storage)).get_trials()
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("reason")
+    (run_dir,) = (tmp_path / "multirun").glob("*/*/trial-0")
+    job_logs = "\n".join(p.read_text() for p in (run_dir.parents[0] / ".submitit").glob("*/*_log.err"))
+    assert "Requeued job" in job_logs  # the limit was reached at least once
+    resumed, uninterrupted = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
+    assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted]
+    assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
