@@ -59,7 +59,7 @@ def report_problems(problems: Sequence[str]) -> None:
 
 
 def rank_command(args: argparse.Namespace) -> int:
-    from analysis.outputs import Findings, log_to_wandb, print_tables, table_rows, write_csv, write_json
+    from analysis.outputs import Findings, heldout_messages, log_to_wandb, print_tables, table_rows, write_csv, write_json
     from analysis.ranking import rank_runs
     from analysis.report import write_report
     from analysis.sweep import ablation_effects, param_importances
@@ -80,7 +80,7 @@ def rank_command(args: argparse.Namespace) -> int:
                         time_constant=args.time_constant, direction=args.direction)
     effects, ablation_message = ablation_effects(ranking)
     importances, messages = param_importances(ranking)
-    messages = ([ablation_message] if ablation_message else []) + messages
+    messages = ([ablation_message] if ablation_message else []) + messages + heldout_messages(ranking)
     findings = Findings(ranking, table_rows(ranking, args.top), effects, importances, messages)
     print_tables(findings)
     if args.csv:

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from analysis.eval_results import read_eval
 from analysis.records import (
     RunRecord,
     Series,
@@ -89,6 +90,9 @@ def load_run_dir(run_dir: Path, name: str) -> RunRecord:
         if problem:
             record.problems.append(problem)
         record.result = result
+    record.heldout, problem = read_eval(run_dir)
+    if problem:
+        record.problems.append(problem)
     if record.result:
         record.status = str(record.result.get("status") or "unknown")
         if record.result.get("objective") is not None:

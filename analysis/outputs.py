@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.eval_results import COLUMN_PREFIX, columns_of, heldout_columns, heldout_verdict
 from analysis.ranking import Ranking
 from analysis.sweep import Effect
 
@@ -31,7 +32,9 @@ class Findings:
 
 def table_rows(ranking: Ranking, top: int | None = None) -> list[dict[str, Any]]:
     """One dict per ranking row: rank, run, state, value, spread, repeats, flags, the diagnosis, eval
-    loss and the params that vary between runs. `top` keeps the first `top` ranked rows and all unranked."""
+    loss, held-out metrics (eval.json, when any run has one) and the params that vary between runs.
+    `top` keeps the first `top` ranked rows and all unranked."""
+    heldout_keys = columns_of([row.run.heldout for row in ranking.rows])
     rows = []
     for row in ranking.rows:
         if top is not None and row.rank is not None and row.rank > top:
@@ -51,6 +54,8 @@ def table_rows(ranking: Ranking, top: int | None = None) -> list[dict[str, Any]]
         if ranking.by != "eval_loss":
             entry["eval_loss"] = row.run.eval_loss
         entry.update({key: row.run.throughput.get(key) for key in THROUGHPUT_COLUMNS})
+        heldout = heldout_columns(row.run.heldout)
+        entry.update({key: heldout.get(key) for key in heldout_keys})
         entry.update({key: row.run.params.get(key) for key in ranking.varying_params})
         entry["path"] = row.run.path
         rows.append(entry)
@@ -80,6 +85,7 @@ def readable_table(ranking: Ranking, rows: list[dict[str, Any]]) -> tuple[list[s
     """Header and text cells as people read them (terminal and report alike): the value with its
     spread, the diagnosis, and the varied params in one column."""
     figures = {key: header for key, header in TERMINAL_FIGURES.items() if key != ranking.by}
+    figures.update({key: key for key in (rows[0] if rows else {}) if key.startswith(COLUMN_PREFIX)})
     header = ["#", "run", "state", ranking.by, *figures.values(), "flags", "params"]
     lines = []
     for row in rows:
@@ -92,6 +98,12 @@ def readable_table(ranking: Ranking, rows: list[dict[str, Any]]) -> tuple[list[s
             row["flags"], compact_params(row, ranking.varying_params),
         ])
     return header, lines
+
+
+def heldout_messages(ranking: Ranking) -> list[str]:
+    """Whether the run best by the ranking is also best on held-out data (eval.json), in words."""
+    by = "smoothed training loss" if ranking.by == "smoothed_loss" else ranking.by
+    return heldout_verdict([(row.name, row.run.heldout) for row in ranking.rows if row.rank is not None], by)
 
 
 def effect_lines(effects: list[Effect], value_label: str) -> list[list[str]]:
@@ -187,7 +199,8 @@ def log_to_wandb(ranking: Ranking, rows: list[dict[str, Any]], project: str, gro
     import wandb
 
     columns = list(rows[0]) if rows else ["rank"]
-    typed = {"rank", ranking.by, "spread", "repeats", "eval_loss", *FIGURE_COLUMNS, *THROUGHPUT_COLUMNS}
+    typed = {"rank", ranking.by, "spread", "repeats", "eval_loss", *FIGURE_COLUMNS, *THROUGHPUT_COLUMNS,
+             *(key for key in columns if key.startswith(COLUMN_PREFIX))}
 
     def cell(key: str, value: Any) -> Any:
         """Numbers stay numbers (sortable in W&B); params become text, since W&B refuses a column whose

@@ -50,7 +50,8 @@ class RunRecord:
     params: flattened config keys (Hydra override keys such as "optimizer.lr"); summary: the last value
     of every numeric metric the run recorded (what `--by METRIC` ranks on); attrs: Optuna user attrs or
     similar tags ("ablation", "values_per_seed", "run_dirs"); result: our result.json when the run wrote one;
-    notes: caveats about how a figure was derived, shown beside the run's rank.
+    heldout: its eval.json (held-out metrics written by `python -m judge`) when it has one; notes:
+    caveats about how a figure was derived, shown beside the run's rank.
     """
 
     name: str
@@ -62,6 +63,7 @@ class RunRecord:
     eval_loss: float | None = None
     throughput: dict[str, float] = field(default_factory=dict)
     result: dict | None = None
+    heldout: dict | None = None
     problems: list[str] = field(default_factory=list)
     summary: dict[str, float] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)

@@ -94,16 +94,8 @@ def load_model(
     attn_implementation: "auto" (transformers' choice) or a name, e.g. the padding-free one that
     sft.batching chose."""
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
 
-    path = local_path(model_cfg.name_or_path, cache_dir, model_cfg.revision)
-    kwargs: dict[str, Any] = {"dtype": resolve_dtype(model_cfg.dtype, precision), "trust_remote_code": model_cfg.trust_remote_code}
-    if attn_implementation != "auto":
-        kwargs["attn_implementation"] = attn_implementation
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, revision=model_cfg.revision, **kwargs)
-    except OSError as error:
-        raise _hub_error(model_cfg.name_or_path, error) from error
+    model = load_base_model(model_cfg, precision, cache_dir, attn_implementation)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -113,6 +105,21 @@ def load_model(
         if parameter.requires_grad:
             parameter.data = parameter.data.to(torch.float32)
     return model
+
+
+def load_base_model(model_cfg: Any, precision: str, cache_dir: str | Path, attn_implementation: str = "auto") -> Any:
+    """The base model alone, in its compute dtype: what training puts LoRA on and what evaluation
+    and merging put a trained adapter on."""
+    from transformers import AutoModelForCausalLM
+
+    path = local_path(model_cfg.name_or_path, cache_dir, model_cfg.revision)
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(model_cfg.dtype, precision), "trust_remote_code": model_cfg.trust_remote_code}
+    if attn_implementation != "auto":
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, revision=model_cfg.revision, **kwargs)
+    except OSError as error:
+        raise _hub_error(model_cfg.name_or_path, error) from error
 
 
 def lora_config(lora_cfg: Any) -> Any:
