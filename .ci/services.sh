@@ -138,7 +138,15 @@ start_slurm() {
         wait_for $WAIT_S "slurmctld (see /var/log/slurm/slurmctld.log)" sh -c 'scontrol ping | grep -q UP'
     fi
     pgrep -F /run/slurmd.pid >/dev/null 2>&1 || slurmd
-    wait_for $WAIT_S "the SLURM node (sinfo; see /var/log/slurm/slurmd.log)" sh -c 'sinfo -h -o %t | grep -Eq "^(idle|mix|alloc)"'
+    wait_for $WAIT_S "the SLURM node (sinfo; see /var/log/slurm/slurmd.log)" node_ready
+}
+
+node_ready() {  # the node takes jobs; a node left drained or down by an earlier run is resumed
+    case "$(sinfo -h -o %t | head -1)" in
+        idle | mix | alloc) return 0 ;;
+        drain | drng | down) scontrol update NodeName="$(hostname -s)" State=RESUME ;;
+    esac
+    return 1
 }
 
 start_postgres() {

@@ -46,27 +46,30 @@ def assert_trained_once(study: optuna.Study, n_trials: int) -> None:
     assert len(set(params)) == len(params)
 
 
-@pytest.mark.parametrize("backend", ["journal", "postgresql"])
-def test_a_sweep_through_submitit_slurm_finishes_every_trial(backend, tmp_path, cache_dir, tiny_model_dir, slurm, request):
+def sweep_through_slurm(storage: str, tmp_path: Path, cache_dir: Path, env: dict[str, str]) -> None:
+    """4 trials, 2 at a time, as SLURM job arrays; every trial finished once, and analysis ranks the study."""
     name = study_name()
-    if backend == "journal":
-        storage, env = f"journal:{tmp_path}/shared/{name}.log", {}
-    else:
-        storage = request.getfixturevalue("postgres_url")
-        env = {"LORASWEEP_STORAGE": storage}
     overrides = ["-m", *TINY, *SLURM, "hydra/sweeper=lorasweep", f"hydra.sweeper.study_name={name}",
                  "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra/sweeper/sampler=random",
                  "optimizer.lr=tag(log, interval(1e-4, 4e-3))"]
-    if backend == "journal":
-        overrides.append(f"hydra.sweeper.storage={storage}")
     run_train(overrides, tmp_path, cache_dir, timeout=1200, extra_env=env)
-
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
     assert_trained_once(study, 4)
-    print(rank(storage, name))
+    ranked = rank(storage, name)
+    assert all(f"trial-{number}" in ranked for number in range(4))
     (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
     assert (sweep_dir / "trials.csv").is_file()
     assert list((sweep_dir / ".submitit").iterdir())  # the jobs went through SLURM
+
+
+def test_a_sweep_through_submitit_slurm_on_a_journal_file(tmp_path, cache_dir, slurm, tiny_model_dir):
+    storage = f"journal:{tmp_path}/shared/study.log"
+    sweep_through_slurm(storage, tmp_path, cache_dir, {"LORASWEEP_STORAGE": storage})
+
+
+def test_a_sweep_through_submitit_slurm_on_postgresql(tmp_path, cache_dir, slurm, postgres_url, tiny_model_dir):
+    """The password comes from PGPASSFILE: the URL that jobs inherit holds none."""
+    sweep_through_slurm(postgres_url, tmp_path, cache_dir, {"LORASWEEP_STORAGE": postgres_url})
 
 
 def train_command(overrides: list[str], project_root: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
