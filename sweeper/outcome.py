@@ -17,9 +17,11 @@ from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from sweeper.submitit_jobs import JobEnded
-
 RESULT_FILE = "result.json"
+
+
+class JobEnded(RuntimeError):
+    """The scheduler ended a job before it returned (sweeper.submitit_jobs); the message gives its state."""
 
 
 @dataclass(frozen=True)

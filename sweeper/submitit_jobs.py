@@ -18,17 +18,16 @@ from typing import Any, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from omegaconf import OmegaConf
 
+from sweeper.outcome import JobEnded
 from sweeper.overrides import planned_run_dir
 
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0
 JOB_GONE_GRACE_S = 60.0
-
-
-class JobEnded(RuntimeError):
-    """The scheduler ended a job before it returned; the message gives the scheduler's state."""
 
 
 class PerJobLaunch:
@@ -47,7 +46,7 @@ class PerJobLaunch:
             folder=self.params["submitit_folder"],
             **({f"{self._EXECUTOR}_max_num_timeout": self.params["max_num_timeout"]} if "max_num_timeout" in self.params else {}),
         )
-        base_keys = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes", "name", "stderr_to_stdout"}
+        base_keys = set(OmegaConf.structured(BaseQueueConf).keys())  # the rest get the executor's prefix
         executor.update_parameters(**{
             key if key in base_keys else f"{self._EXECUTOR}_{key}": value
             for key, value in self.params.items() if key not in ("submitit_folder", "max_num_timeout")
@@ -87,10 +86,14 @@ def wait_for_jobs(jobs: Sequence[Any], run_dirs: list[str], overrides: list[list
 
 
 def _job_return(job: Any, run_dir: str, overrides: list[str]) -> JobReturn:
-    from submitit.core.utils import UncompletedJobError
+    from submitit.core.utils import FailedJobError, UncompletedJobError
 
     try:
         return job.results()[0]
+    except FailedJobError as error:  # raised in the job outside the task (Hydra records the task's own errors)
+        if "Job not requeued because" in str(error):  # submitit's hook at a time limit, out of requeues
+            error = JobEnded(f"time limit reached and not requeued again (job {job.job_id}, max_num_timeout used up)")
+        return _failed(error, run_dir, overrides)
     except UncompletedJobError as error:
         state = job.state
         word = state.split()[0].lower().replace("_", " ")
