@@ -77,10 +77,13 @@ def train_command(overrides: list[str], project_root: Path, cache_dir: Path) -> 
     return [sys.executable, str(ROOT / "train.py"), *overrides], env
 
 
-def wait_until(condition, what: str, timeout_s: float = 900):
+def wait_until(condition, what: str, sweep: subprocess.Popen, timeout_s: float = 900):
+    """Polls `condition` while the sweep process runs; its output on failure."""
     deadline = time.time() + timeout_s
     while not (found := condition()):
-        assert time.time() < deadline, f"timed out waiting for {what}"
+        if sweep.poll() is not None or time.time() > deadline:
+            sweep.kill()
+            raise AssertionError(f"no {what} (sweep exit code {sweep.poll()}):\n{sweep.communicate()[0][-3000:]}")
         time.sleep(1)
     return found
 
@@ -95,7 +98,7 @@ def test_scancel_fails_one_trial_the_sweep_goes_on_and_the_same_command_reruns_i
     command, env = train_command(overrides, tmp_path, cache_dir)
     sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # cancel trial 0's job once it trains
-    metrics = wait_until(lambda: next(iter((tmp_path / "multirun").glob("*/*/trial-0/metrics.jsonl")), None), "trial 0 to train")
+    metrics = wait_until(lambda: next(iter((tmp_path / "multirun").glob("*/*/trial-0/metrics.jsonl")), None), "trial 0 training", sweep)
     sweep_dir = metrics.parents[1]
     (folder,) = (sweep_dir / ".submitit").glob("*_0")  # trial 0 is the first job of the batch's job array
     subprocess.run(["scancel", folder.name], check=True)
@@ -140,23 +143,23 @@ def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_
     name = study_name()
     storage = f"journal:{tmp_path}/shared/{name}.log"
     training = ["experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=4800", "trainer.logging_steps=10",
-                "trainer.save_steps=1000", "optimizer.lr=2e-3"]
+                "trainer.save_steps=1000"]
     overrides = ["-m", *training, *SLURM, "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_num_timeout=5",
                  "hydra/sweeper=lorasweep", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
-                 "hydra.sweeper.n_trials=1", "hydra.sweeper.ablations=null"]
+                 "hydra.sweeper.n_trials=1", "hydra.sweeper.ablations=null", "optimizer.lr=choice(2e-3)"]
     command, env = train_command(overrides, tmp_path, cache_dir)
     sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    metrics = wait_until(lambda: next(iter((tmp_path / "multirun").glob("*/*/trial-0/metrics.jsonl")), None), "the trial to train")
+    metrics = wait_until(lambda: next(iter((tmp_path / "multirun").glob("*/*/trial-0/metrics.jsonl")), None), "trial 0 training", sweep)
     run_dir = metrics.parent
-    (folder,) = (run_dir.parent / ".submitit").glob("*_0")
+    (folder,) = (run_dir.parent / ".submitit").iterdir()  # one job, not an array: named by its job id
     elapsed = subprocess.run(["squeue", "-h", "-j", folder.name, "-o", "%M"], capture_output=True, text=True, check=True).stdout
     seconds = sum(int(part) * 60**power for power, part in enumerate(reversed(elapsed.strip().split(":")))) + 75
     subprocess.run(["scontrol", "update", f"JobId={folder.name}", f"TimeLimit={seconds // 60}:{seconds % 60:02d}"], check=True)
     wait_until(lambda: '"interrupted"' in (run_dir / "result.json").read_text() if (run_dir / "result.json").is_file() else False,
-               "the checkpoint on SLURM's signal")
+               "checkpoint on SLURM's signal", sweep)
     subprocess.run(["scontrol", "update", f"JobId={folder.name}", "TimeLimit=10"], check=True)
     reference = tmp_path / "reference"
-    run_train([*training, f"hydra.run.dir={reference}"], tmp_path, cache_dir, timeout=1500)
+    run_train([*training, "optimizer.lr=2e-3", f"hydra.run.dir={reference}"], tmp_path, cache_dir, timeout=1500)
     output, _ = sweep.communicate(timeout=1500)
     assert sweep.returncode == 0, output[-3000:]
 
