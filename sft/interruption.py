@@ -56,8 +56,8 @@ class StopOnSignal(TrainerCallback):
 
     def restore(self) -> None:
         """Put the earlier handlers back (also when training raised)."""
-        if self.received is not None:
-            self.handed_over = self.previous.get(self.received)
+        if self.received is not None and self.received in self.previous:  # restore() runs twice: keep the first
+            self.handed_over = self.previous[self.received]
         for signum, handler in self.previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self.previous = {}

@@ -151,7 +151,7 @@ def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_
     sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     metrics = wait_until(lambda: next(iter((tmp_path / "multirun").glob("*/*/trial-0/metrics.jsonl")), None), "trial 0 training", sweep)
     run_dir = metrics.parent
-    (folder,) = (run_dir.parent / ".submitit").iterdir()  # one job, not an array: named by its job id
+    (folder,) = [p for p in (run_dir.parent / ".submitit").iterdir() if p.name.isdigit()]  # one job: named by its id
     elapsed = subprocess.run(["squeue", "-h", "-j", folder.name, "-o", "%M"], capture_output=True, text=True, check=True).stdout
     seconds = sum(int(part) * 60**power for power, part in enumerate(reversed(elapsed.strip().split(":")))) + 75
     subprocess.run(["scontrol", "update", f"JobId={folder.name}", f"TimeLimit={seconds // 60}:{seconds % 60:02d}"], check=True)
