@@ -11,6 +11,7 @@ RUN_DIRS = "run_dirs"  # the run dir of each repeat
 RUN_DIR = "run_dir"  # a single run dir, as other tools name it
 SPREAD = "spread"  # sample standard deviation of the value over repeats, per objective
 VALUES_PER_SEED = "values_per_seed"  # each repeat's value(s)
+ENDED_BY_SCHEDULER = "ended_by_scheduler"  # SLURM ended its job; the next sweep command re-runs it
 COPY_OF = "copy_of"  # the earlier trial with the same overrides whose result this one took, not trained again
 EVAL_LOSS = "eval_loss"
 

@@ -102,10 +102,6 @@ class RunLogCallback(TrainerCallback):
         write_jsonl(self.trainer_log_path, trainer_log)
         write_jsonl(self.samples_path, [r for r in read_log(self.samples_path) if r["step"] <= up_to_step])
 
-    def start_fresh(self) -> None:
-        """A run that does not resume starts its sample record empty."""
-        self.samples_path.unlink(missing_ok=True)
-
     def elapsed(self) -> float:
         return self.counter.elapsed_before + time.time() - self.session_start
 

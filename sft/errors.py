@@ -12,3 +12,8 @@ class DataError(ValueError):
 
 class TrainingFailed(RuntimeError):
     """Training stopped without a usable result (a NaN/inf loss); result.json already says why."""
+
+
+class TrainingInterrupted(TrainingFailed):
+    """A signal stopped training after a checkpoint (time limit, preemption); result.json says
+    "interrupted", and running the same job again into the same run dir resumes."""

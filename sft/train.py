@@ -21,13 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from runs.files import LOSS_PLOT_FILE
 from runs.loss_plot import plot_llamafactory_loss
-from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, TRAIN_SEED, write_result
+from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, STATUS, TRAIN_SEED, read_result, write_result
 from runs.smoothing import default_time_constant, objective_from_metrics
 from sft.budget import budget_warnings, check_budget, plan_budget
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
 from sft.checks import check_config
 from sft.ending import ending_recorded
-from sft.errors import ConfigError, TrainingFailed
+from sft.errors import ConfigError, TrainingFailed, TrainingInterrupted
+from sft.interruption import StopOnSignal, stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,16 @@ def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # a requeued job (or the same command after a stop signal) finds "interrupted" in its run dir and
+    # resumes from the checkpoint it saved
+    interrupted = read_status(run_dir) == "interrupted"
     with ending_recorded(run_dir, cfg.objective):
-        return _train(cfg, run_dir, reporter)
+        return _train(cfg, run_dir, reporter, resume=True if interrupted else cfg.trainer.resume)
+
+
+def read_status(run_dir: Path) -> str | None:
+    result, _ = read_result(run_dir)
+    return result.get(STATUS) if result else None
 
 
 @dataclass
@@ -60,6 +69,7 @@ class BuiltRun:
     time_constant: float
     planned: float
     wandb_run: Any
+    stopper: StopOnSignal
 
 
 def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) -> BuiltRun:
@@ -96,7 +106,7 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
     unit = cfg.smoothing.unit
     planned = budget["samples"] if unit == "samples" else budget["samples"] * mean_length(data.train)
     time_constant = float(cfg.smoothing.time_constant or default_time_constant(planned))
-    counter, outcome = SeenCounter(), Outcome()
+    counter, outcome, stopper = SeenCounter(), Outcome(), StopOnSignal(stop_signals())
     run_log = RunLogCallback(run_dir, counter, outcome, unit, time_constant, len(data.train), reporter, cfg.trainer.report_every)
     args = training_arguments(cfg, run_dir, precision, budget["steps"], has_eval=data.eval is not None)
     wandb_run = start_wandb(cfg, run_dir) if cfg.logger.name == "wandb" else None
@@ -107,43 +117,47 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
         eval_dataset=data.eval,
         data_collator=SampleIdCollator(batching.collator),
         processing_class=tokenizer,
-        callbacks=[counter, run_log, RichProgressCallback(f"{cfg.name}")],
+        callbacks=[counter, run_log, stopper, RichProgressCallback(f"{cfg.name}")],
         counter=counter,
         stream=stream,
     )
     trainer.remove_callback(PrinterCallback)  # our rich bar and run-dir logs replace its printed dicts
-    return BuiltRun(trainer, data, counter, outcome, run_log, budget, unit, time_constant, planned, wandb_run)
+    return BuiltRun(trainer, data, counter, outcome, run_log, budget, unit, time_constant, planned, wandb_run, stopper)
 
 
-def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[str, Any]:
+def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None, resume: Any) -> dict[str, Any]:
     from sft.stream import SAMPLE_ID_COLUMN, fingerprint
 
     started = time.time()
     freeze_imported_objects()
     built = build_run(cfg, run_dir, reporter)
     trainer, data, counter, outcome, run_log, wandb_run = built.trainer, built.data, built.counter, built.outcome, built.run_log, built.wandb_run
-    budget, unit, time_constant, planned = built.budget, built.unit, built.time_constant, built.planned
+    budget, unit, time_constant, planned, stopper = built.budget, built.unit, built.time_constant, built.planned, built.stopper
     data_seed, train_seed = int(cfg.task.data_seed), int(cfg.trainer.seed)
-    checkpoint = find_checkpoint(cfg.trainer.resume, run_dir)
+    checkpoint = find_checkpoint(resume, run_dir)
+    # the logs of an earlier session in this run dir: kept up to the checkpoint, none without one
+    run_log.load_previous(checkpoint_step(checkpoint) if checkpoint else 0)
     if checkpoint:
         counter.restore(checkpoint)
-        run_log.load_previous(checkpoint_step(checkpoint))
         log.info("resuming from %s", checkpoint)
-    else:
-        run_log.start_fresh()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
         if outcome.status == "completed" and data.eval is not None and (not run_log.records or "eval_loss" not in run_log.records[-1]):
             trainer.evaluate()
     finally:
+        stopper.restore()
         if wandb_run is not None:
             wandb_run.finish()
+    if stopper.received is not None and trainer.state.global_step < budget["steps"]:
+        outcome.end("interrupted", stopper.reason(trainer.state.global_step))
     records = run_log.records
-    objective = objective_from_metrics(records, cfg.objective, unit, time_constant) if outcome.status != "failed" else None
+    finished = outcome.status in ("completed", "pruned")
+    objective = objective_from_metrics(records, cfg.objective, unit, time_constant) if finished else None
     if outcome.status == "completed" and objective is None:
         outcome.end("failed", f"the run ended without a {cfg.objective}: it logged no {'eval' if cfg.objective == 'eval_loss' else 'training'} "
                     "loss (lower trainer.logging_steps / trainer.eval_steps or raise the budget)")
-    if outcome.status != "failed":
+        finished = False
+    if finished:
         trainer.save_model(str(run_dir))
     train_points = [r for r in records if "loss" in r]
     if train_points:
@@ -174,6 +188,9 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None) -> dict[st
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     write_result(run_dir, result)
+    if outcome.status == "interrupted":
+        stopper.pass_on()
+        raise TrainingInterrupted(outcome.reason)
     if outcome.status == "failed":
         raise TrainingFailed(outcome.reason)
     return result
@@ -265,7 +282,8 @@ def _cuda() -> bool:
 
 
 def find_checkpoint(resume: Any, run_dir: Path) -> str | None:
-    """trainer.resume: false; true (this run dir's last checkpoint); or a run dir / checkpoint path."""
+    """trainer.resume: false; true (this run dir's last checkpoint, if it has one yet: a new trial of a
+    sweep with resume=true starts from step 0); or a run dir / checkpoint path, which must hold one."""
     from transformers.trainer_utils import get_last_checkpoint
 
     if resume in (False, None, "false"):
@@ -276,7 +294,9 @@ def find_checkpoint(resume: Any, run_dir: Path) -> str | None:
     if target.name.startswith("checkpoint-") and (target / "trainer_state.json").is_file():
         return str(target)
     last = get_last_checkpoint(str(target))
-    if last is None:
+    if last is None and target == run_dir:
+        log.info("trainer.resume=%s: no checkpoint in %s yet, training from step 0", resume, run_dir)
+    elif last is None:
         raise ConfigError(
             f"trainer.resume={resume}: no checkpoint-N dir in {target}; resume needs a run that saved one "
             "(trainer.save_steps) and the same hydra.run.dir"

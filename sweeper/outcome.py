@@ -19,12 +19,17 @@ from optuna.trial import TrialState
 from runs import result as run_result
 
 
+class JobEnded(RuntimeError):
+    """The scheduler ended a job before it returned (sweeper.submitit_jobs); the message gives its state."""
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     state: TrialState
     values: list[float] | None
     reason: str | None
     run_dir: str | None
+    ended_by_scheduler: bool = False  # SLURM ended the job (scancel, time limit, node failure, OOM)
 
 
 def job_run_dir(job: JobReturn) -> str | None:
@@ -44,6 +49,9 @@ def job_outcome(job: JobReturn, n_objectives: int) -> JobOutcome:
     recorded_reason = result.get(run_result.REASON) if result else None
     try:
         returned = job.return_value  # re-raises the job's exception when it failed
+    except JobEnded as error:  # SLURM's word first, then what the run recorded (an interrupted run's step)
+        reason = f"{error}; the run: {recorded_reason}" if recorded_reason else str(error)
+        return JobOutcome(TrialState.FAIL, None, reason, run_dir, ended_by_scheduler=True)
     except Exception as error:
         reason = recorded_reason or f"{type(error).__name__}: {error}"
         return JobOutcome(TrialState.FAIL, None, reason, run_dir)
@@ -58,6 +66,21 @@ def job_outcome(job: JobReturn, n_objectives: int) -> JobOutcome:
         reason = "the run finished without an objective: did it log a loss before its budget ran out? (see logging_steps)"
         return JobOutcome(TrialState.FAIL, None, reason, run_dir)
     values, problem = _as_values(returned, n_objectives)
+    if problem:
+        return JobOutcome(TrialState.FAIL, None, problem, run_dir)
+    return JobOutcome(TrialState.COMPLETE, values, None, run_dir)
+
+
+def finished_run_outcome(run_dir: str, n_objectives: int) -> JobOutcome | None:
+    """How a run ended as its result.json says, if it finished (completed or pruned); else None. For a
+    trial whose job ended while no sweep process waited for it."""
+    result = read_result(run_dir)
+    status = result.get("status") if result else None
+    if status == "pruned":
+        return JobOutcome(TrialState.PRUNED, None, result.get("reason"), run_dir)
+    if status != "completed":
+        return None
+    values, problem = _as_values(result.get("objective"), n_objectives)
     if problem:
         return JobOutcome(TrialState.FAIL, None, problem, run_dir)
     return JobOutcome(TrialState.COMPLETE, values, None, run_dir)
@@ -84,6 +107,7 @@ class TrialOutcome:
     run_dirs: list[str]
     values_per_seed: list[Any] | None  # each repeat's value(s), when there are repeats
     spread: list[float] | None  # sample standard deviation over repeats, per objective
+    ended_by_scheduler: bool = False  # a job of it was ended by SLURM: the same command re-runs it
 
 
 def trial_outcome(jobs: list[JobOutcome]) -> TrialOutcome:
@@ -92,7 +116,8 @@ def trial_outcome(jobs: list[JobOutcome]) -> TrialOutcome:
     for state in (TrialState.FAIL, TrialState.PRUNED):
         ended = [job for job in jobs if job.state == state]
         if ended:
-            return TrialOutcome(state, None, ended[0].reason, run_dirs, None, None)
+            by_scheduler = any(job.ended_by_scheduler for job in ended)
+            return TrialOutcome(state, None, ended[0].reason, run_dirs, None, None, by_scheduler)
     per_job = [job.values for job in jobs if job.values]
     per_objective = list(zip(*per_job))
     values = [statistics.fmean(column) for column in per_objective]

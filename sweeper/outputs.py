@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
@@ -87,7 +88,8 @@ def ranked_trials(study: optuna.Study) -> Any:
     frame = study.trials_dataframe(attrs=("number", value_attr, "state", "params", "user_attrs", "duration"))
     if frame.empty:
         return frame
-    frame["duration"] = frame["duration"].dt.total_seconds()
+    # to_timedelta: with only unfinished trials the column holds None, not timedeltas
+    frame["duration"] = pd.to_timedelta(frame["duration"]).dt.total_seconds()
     value_column = "value" if value_attr == "value" else "values_0"
     state_order = {TrialState.COMPLETE.name: 0, TrialState.PRUNED.name: 1}
     frame["_state_rank"] = frame["state"].map(lambda state: state_order.get(state, 2))

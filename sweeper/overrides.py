@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 _BARE_STRING = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
@@ -36,3 +37,13 @@ def render_override(key: str, value: Any) -> str:
 def override_key(override: str) -> str:
     """The config key an override string sets, without its +/++/~ prefix."""
     return override.split("=", 1)[0].lstrip("+~")
+
+
+SUBDIR_KEY = "hydra.sweep.subdir="
+
+
+def planned_run_dir(sweep_dir: str, overrides: list[str] | tuple[str, ...], job_num: int) -> str:
+    """Where a job of the sweep writes its run dir: the sweep dir and the subdir the sweeper set
+    (trial-N), else the job's number (Hydra's default subdir)."""
+    subdir = next((o[len(SUBDIR_KEY) :] for o in overrides if o.startswith(SUBDIR_KEY)), None)
+    return str(Path(sweep_dir) / (subdir or str(job_num)))

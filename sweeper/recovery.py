@@ -22,6 +22,7 @@ from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from runs import attrs
+from sweeper.outcome import finished_run_outcome, trial_outcome
 
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ def fail_trials_of_dead_processes(study: optuna.Study, process: str, grace_s: fl
         elif _lease_age(trial, now) > grace_s:
             why = f"its lease (owner {owner or 'none'}) was not renewed for {grace_s:g} s"
         else:
+            continue
+        if adopt_finished_runs(study, trial):
             continue
         log.warning(f"Trial {trial.number}: {why}: FAIL, and re-run")
         abandon(study, trial, f"{why}; its parameters were queued again")
@@ -94,6 +97,37 @@ def _gone_from_this_host(owner: str | None) -> bool:
     if owner is None or owner.rsplit(":", 1)[0] != socket.gethostname():
         return False
     return not _process_alive(int(owner.rsplit(":", 1)[1]))
+
+
+def adopt_finished_runs(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """A trial whose jobs all finished (result.json completed or pruned in every run dir) while no sweep
+    process waited for them is told as they ended, not trained again. True if it was."""
+    run_dirs = trial.user_attrs.get(attrs.RUN_DIRS) or []
+    jobs = [finished_run_outcome(run_dir, len(study.directions)) for run_dir in run_dirs]
+    if not jobs or any(job is None for job in jobs):
+        return False
+    outcome = trial_outcome([job for job in jobs if job is not None])
+    storage = study._storage  # the trial may belong to a dead process: write through the storage
+    storage.set_trial_user_attr(trial._trial_id, attrs.REASON, outcome.reason)
+    if outcome.spread is not None:
+        storage.set_trial_user_attr(trial._trial_id, attrs.VALUES_PER_SEED, outcome.values_per_seed)
+        storage.set_trial_user_attr(trial._trial_id, attrs.SPREAD, outcome.spread)
+    tell(study, trial.number, outcome.state, outcome.values)
+    log.info(f"Trial {trial.number} finished while no sweep process waited for it: {outcome.state.name}, from its run dirs")
+    return True
+
+
+def requeue_trials_ended_by_scheduler(study: optuna.Study) -> None:
+    """Trials whose job SLURM ended (scancel, a time limit, a node failure) failed through no fault of
+    their parameters: a new sweep command queues each again once, and the re-run counts instead."""
+    trials = study.get_trials(deepcopy=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
+    for trial in trials:
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(attrs.ENDED_BY_SCHEDULER) and trial.number not in retried:
+            log.info(f"Trial {trial.number} was ended by SLURM ({trial.user_attrs.get(attrs.REASON)}): run again")
+            RetryFailedTrialCallback()(study, trial)
 
 
 def abandon(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:

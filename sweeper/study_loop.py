@@ -35,9 +35,17 @@ from sweeper.errors import SweepError, SweepStopped
 from sweeper.no_repeats import claim_stream, finished_twin, stream_seed
 from sweeper.outcome import job_outcome, trial_outcome
 from sweeper.outputs import best_trials, print_progress, write_outputs
-from sweeper.overrides import render_override
+from sweeper.overrides import planned_run_dir, render_override
 from sweeper.preflight import SpaceExtender
-from sweeper.recovery import LeaseKeeper, abandon, budget_trials, fail_trials_of_dead_processes, renew_lease, tell
+from sweeper.recovery import (
+    LeaseKeeper,
+    abandon,
+    budget_trials,
+    fail_trials_of_dead_processes,
+    renew_lease,
+    requeue_trials_ended_by_scheduler,
+    tell,
+)
 from sweeper.search_space import SearchSpace, build_search_space
 from sweeper.storage import STORAGE_ENV, resolve_storage_url
 
@@ -125,6 +133,7 @@ class StudyLoop:
             study.set_user_attr(attrs.UNIT, str(unit))
         with storage_lock(url):
             enqueue_ablations(study, self.ablations, space, extender, self.config, self.n_trials)
+            requeue_trials_ended_by_scheduler(study)
         try:
             self._run(study, space, extender, devices, url)
         finally:
@@ -260,6 +269,12 @@ class StudyLoop:
             for repeat in range(self.repeats):
                 device = devices[len(jobs)] if devices else None
                 jobs.append(self._job_overrides(trial, overrides, repeat, device))
+        # where the jobs will write, recorded first: a later sweep process adopts what they finish
+        # while no process waits for them (sweeper.recovery.adopt_finished_runs)
+        sweep_dir = str(self.config.hydra.sweep.dir)
+        for index, (trial, _) in enumerate(batch):
+            numbered = range(index * self.repeats, (index + 1) * self.repeats)
+            trial.set_user_attr(attrs.RUN_DIRS, [planned_run_dir(sweep_dir, jobs[n], self.job_idx + n) for n in numbered])
         try:
             with LeaseKeeper(study, [trial._trial_id for trial, _ in batch], self.lease_grace_s):
                 returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
@@ -273,6 +288,8 @@ class StudyLoop:
             outcome = trial_outcome([job_outcome(job, len(self.directions)) for job in returned])
             trial.set_user_attr(attrs.RUN_DIRS, outcome.run_dirs)
             trial.set_user_attr(attrs.REASON, outcome.reason)
+            # always set: a re-run copies the user attrs of the trial it replaces
+            trial.set_user_attr(attrs.ENDED_BY_SCHEDULER, outcome.ended_by_scheduler)
             if outcome.spread is not None:
                 trial.set_user_attr(attrs.VALUES_PER_SEED, outcome.values_per_seed)
                 trial.set_user_attr(attrs.SPREAD, outcome.spread)
@@ -317,8 +334,13 @@ def _suggest_one(trial: Trial, name: str, distribution: BaseDistribution) -> Non
 
 
 def _grid_exhausted(study: optuna.Study) -> bool:
-    """True once every point of a grid sampler's grid has finished: nothing is left to ask."""
-    exhausted = isinstance(study.sampler, GridSampler) and study.sampler.is_exhausted(study)
+    """True once every point of a grid sampler's grid has finished and no trial is queued (a re-run of
+    a failed point is): nothing is left to ask."""
+    exhausted = (
+        isinstance(study.sampler, GridSampler)
+        and study.sampler.is_exhausted(study)
+        and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    )
     if exhausted:
         log.info("The sampler has no new points to try (every grid point was run): the sweep ends")
     return exhausted

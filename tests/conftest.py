@@ -7,6 +7,7 @@ their recipe's version in the name, and `tokenized/<key>` hashes the data, the t
 cutoff and the encoding rules' PREPROCESS_VERSION. Bumping a version builds afresh; delete the dir to reclaim space.
 """
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,47 @@ def run_train(args, project_root, cache_dir, check=True, timeout=600, extra_env=
     if check and result.returncode != 0:
         raise AssertionError(f"train.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
+
+
+def _service_absent(reason: str) -> None:
+    """Skip where a cluster service is absent (a laptop); in CI (CI=true) .ci/services.sh started them,
+    so an absent one is a failure, never a skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}: .ci/services.sh should have started it", pytrace=False)
+    pytest.skip(f"{reason} (start one with `bash .ci/services.sh` as root on Debian 12)")
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A SLURM cluster with accounting that this machine submits to (its jobs run here, or see its disk)."""
+    if shutil.which("sbatch") is None:
+        _service_absent("no SLURM here (sbatch not found)")
+    states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=60)
+    if states.returncode != 0 or not set(states.stdout.split()) & {"idle", "mix", "alloc"}:
+        _service_absent(f"no SLURM node up (sinfo: {(states.stdout + states.stderr).strip() or 'no nodes'})")
+    accounting = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True, timeout=60)
+    if accounting.returncode != 0:
+        _service_absent(f"SLURM has no accounting (sacct: {accounting.stderr.strip()})")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """LORASWEEP_TEST_PG_URL: a PostgreSQL database the tests may fill (password from PGPASSFILE)."""
+    url = os.environ.get("LORASWEEP_TEST_PG_URL")
+    if not url:
+        _service_absent("no PostgreSQL server (LORASWEEP_TEST_PG_URL is not set)")
+    return url
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cluster tests ran, so that a CI log shows they ran rather than skipped."""
+    outcomes: dict[str, set[str]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if hasattr(report, "outcome") and "cluster" in getattr(report, "keywords", {}):
+                outcomes.setdefault(report.nodeid, set()).add(report.outcome)
+    if outcomes:
+        failed = sum("failed" in seen for seen in outcomes.values())
+        skipped = sum("skipped" in seen and "failed" not in seen for seen in outcomes.values())
+        ran = len(outcomes) - skipped
+        terminalreporter.write_line(f"cluster tests: {ran} ran ({ran - failed} passed, {failed} failed), {skipped} skipped")

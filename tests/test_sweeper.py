@@ -361,25 +361,28 @@ def test_an_ownerless_trial_and_one_of_a_dead_process_on_another_host_are_reclai
     assert sum(t.state == TrialState.COMPLETE for t in counted(load(tmp_path, storage=storage))) == 3
 
 
-@pytest.mark.slow
-def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_path):
-    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=4", "sleep_s=0.25", "hydra/sweeper/lorasweep_pruner=none")
-    process = sweep(tmp_path, *command, wait=False)
+def kill_during_a_trial(tmp_path: Path, process: subprocess.Popen, min_number: int = 0) -> optuna.trial.FrozenTrial:
+    """SIGKILLs the sweep `process` once a trial numbered >= min_number has reported; returns that trial."""
     deadline = time.monotonic() + 300
-    killed_number = None
-    while time.monotonic() < deadline and killed_number is None:
+    while time.monotonic() < deadline:
         time.sleep(0.3)
         if not (tmp_path / "sweeps" / "lorasweep.db").exists():
             continue
         try:
-            running = [t for t in load(tmp_path).get_trials() if t.state == TrialState.RUNNING and t.number >= 1]
+            running = [t for t in load(tmp_path).get_trials() if t.state == TrialState.RUNNING and t.number >= min_number]
         except (KeyError, optuna.exceptions.StorageInternalError):
             continue  # the study is being created
         if running and running[0].intermediate_values:
-            killed_number = running[0].number
             os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    assert killed_number is not None, "the sweep never reached a second trial"
+            process.wait(timeout=30)
+            return running[0]
+    raise AssertionError(f"the sweep never reached trial {min_number}")
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_path):
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=4", "sleep_s=0.25", "hydra/sweeper/lorasweep_pruner=none")
+    killed_number = kill_during_a_trial(tmp_path, sweep(tmp_path, *command, wait=False), min_number=1).number
 
     sweep(tmp_path, *command)
     study = load(tmp_path)
@@ -391,6 +394,22 @@ def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_pat
     assert len(rerun) == 1 and rerun[0].params == killed.params
     completed_params = [t.params["x"] for t in budget]
     assert len(set(completed_params)) == 4  # nothing completed twice
+
+
+@pytest.mark.slow
+def test_a_trial_that_finished_while_its_sweep_process_was_gone_is_adopted_not_retrained(tmp_path):
+    """A SLURM job outlives its driver: it writes result.json `completed` after the driver died. The
+    same command tells its trial COMPLETE with that value instead of training it again."""
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "sleep_s=0.25", "hydra/sweeper/lorasweep_pruner=none")
+    orphan = kill_during_a_trial(tmp_path, sweep(tmp_path, *command, wait=False))
+    (run_dir,) = orphan.user_attrs["run_dirs"]
+    Path(run_dir, "result.json").write_text('{"status": "completed", "objective": 0.123, "reason": null}')
+
+    sweep(tmp_path, *command)
+    study = load(tmp_path)
+    adopted = study.trials[orphan.number]
+    assert adopted.state == TrialState.COMPLETE and adopted.value == pytest.approx(0.123)
+    assert len(study.trials) == 3 and all(t.state == TrialState.COMPLETE for t in study.trials)
 
 
 @pytest.mark.slow
@@ -454,3 +473,16 @@ def test_a_storage_password_is_never_shown_or_written(tmp_path, monkeypatch):
     assert "postgresql://me:***@127.0.0.1:9/optuna" in result.stderr
     assert "s3cret" not in result.stdout + result.stderr
     assert not [path for path in tmp_path.rglob("*") if path.is_file() and "s3cret" in path.read_text(errors="ignore")]
+
+
+def test_outputs_are_written_while_every_trial_still_runs(tmp_path):
+    """A sweep stopped while its jobs run (a crash, scancel of the driver) still writes its files."""
+    from sweeper.outputs import write_outputs
+
+    study = optuna.create_study()
+    study.ask()
+    study.ask()
+    paths = write_outputs(study, str(tmp_path))
+    trials = pd.read_csv(paths["trials"])
+    assert list(trials["state"]) == ["RUNNING", "RUNNING"] and trials["duration"].isna().all()
+    assert yaml.safe_load(paths["results"].read_text())["best_value"] is None

@@ -3,8 +3,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,35 @@ def test_same_seed_same_curve_and_resume_continues_with_the_same_data(tmp_path, 
     assert [m["samples"] for m in resumed] == [m["samples"] for m in uninterrupted]
     assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
     assert json.loads((second / "result.json").read_text())["seen"]["steps"] == 20
+
+
+@pytest.mark.slow
+def test_a_stop_signal_checkpoints_and_the_same_command_resumes_the_same_curve(tmp_path, cache_dir):
+    """What SLURM does before a time limit (submitit asks for USR2) and what the requeued job does:
+    the same command into the same run dir."""
+    reference, stopped = tmp_path / "reference", tmp_path / "stopped"
+    args = [*TINY, "trainer.max_steps=30", "trainer.save_steps=100"]
+    # resume=true on a run dir without a checkpoint yet trains from step 0 (a new trial of a sweep)
+    run_train([*args, f"hydra.run.dir={reference}", "trainer.resume=true"], tmp_path, cache_dir)
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "LORASWEEP_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
+    job = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={stopped}"], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not ((stopped / "metrics.jsonl").is_file() and (stopped / "metrics.jsonl").read_text().count("\n") >= 2):
+        assert job.poll() is None and time.time() < deadline, "training ended before the signal"
+        time.sleep(0.2)
+    job.send_signal(signal.SIGUSR2)
+    _, stderr = job.communicate(timeout=600)
+    assert job.returncode == 1, stderr[-3000:]
+    result = json.loads((stopped / "result.json").read_text())
+    assert result["status"] == "interrupted" and "SIGUSR2" in result["reason"]
+    step = result["seen"]["steps"]
+    assert 4 <= step < 30 and (stopped / f"checkpoint-{step}").is_dir()
+    run_train([*args, f"hydra.run.dir={stopped}"], tmp_path, cache_dir)  # no resume flag: the run dir says so
+    resumed, uninterrupted = read_jsonl(stopped / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
+    assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted] == list(range(2, 31, 2))
+    assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
+    assert json.loads((stopped / "result.json").read_text())["status"] == "completed"
 
 
 @pytest.mark.slow

@@ -18,17 +18,20 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 
-def write_result(run_dir: Path, status: str, objective: float | None, reason: str | None) -> None:
-    (run_dir / "result.json").write_text(json.dumps({"status": status, "objective": objective, "reason": reason}))
+def write_result(run_dir: Path, status: str, objective: float | None, reason: str | None, started: float) -> None:
+    # elapsed: seconds since the job started, as train.py records it (bench/slot_utilisation.py reads it)
+    result = {"status": status, "objective": objective, "reason": reason, "elapsed": time.time() - started}
+    (run_dir / "result.json").write_text(json.dumps(result))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | list[float]:
+    started = time.time()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     reporter = hydra.utils.instantiate(cfg.trial) if cfg.get("trial") else None
     final = (cfg.x - 0.3) ** 2 + cfg.shape.offset + cfg.y / 10
     if cfg.nan_above is not None and cfg.x > cfg.nan_above:
-        write_result(run_dir, "failed", None, f"loss is nan at step 1 (x={cfg.x} > nan_above={cfg.nan_above})")
+        write_result(run_dir, "failed", None, f"loss is nan at step 1 (x={cfg.x} > nan_above={cfg.nan_above})", started)
         raise FloatingPointError("loss is nan")
     value = final
     for step in range(1, cfg.steps + 1):
@@ -37,11 +40,11 @@ def main(cfg: DictConfig) -> float | list[float]:
         if reporter is not None:
             reporter.report(value, step * cfg.batch)
             if reporter.should_prune():
-                write_result(run_dir, "pruned", value, f"pruned at {step * cfg.batch} samples")
+                write_result(run_dir, "pruned", value, f"pruned at {step * cfg.batch} samples", started)
                 return value
     if cfg.crash:
         raise RuntimeError("crashed before writing result.json")
-    write_result(run_dir, "completed", value, None)
+    write_result(run_dir, "completed", value, None, started)
     return [value, float(cfg.y)] if cfg.two_objectives else value
 
 
