@@ -65,7 +65,7 @@ def run_sweep(workdir: Path, cache: Path, args: argparse.Namespace) -> Path:
     sweep_dir = workdir / "sweep"
     command = [
         sys.executable, str(ROOT / "train.py"), "sweep=notes_quickstart", "experiment=quickstart",
-        "hydra/sweeper/pruner=none", f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.repeats={args.repeats}",
+        "hydra/sweeper/lorasweep_pruner=none", f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.repeats={args.repeats}",
         f"hydra.sweeper.seed={args.seed}", "hydra.sweeper.study_name=decision", f"hydra.sweep.dir={sweep_dir}",
         f"task.dataset=[{args.dataset}]", f"task.val_size={args.val_size}", f"task.max_samples={args.max_samples}",
         f"trainer.max_samples_seen={args.samples}", "trainer.eval_steps=100000",  # evaluated once, at the end
