@@ -1,10 +1,13 @@
 """Checks a sweep makes before it touches the study, so a mistake fails once, in seconds, with the fix,
 instead of in every trial: the search space is not empty and composes with the config, the seed key
-exists for repeats, the custom search space imports, the sampler's extra package is installed."""
+exists for repeats, the custom search space imports, the sampler's extra package is installed, and every
+probed trial reports its loss often enough for the pruner to act before its budget ends."""
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hydra.errors import HydraException
@@ -68,29 +71,159 @@ def check_sampler_package(sampler_target: str) -> None:
         )
 
 
-def check_space_composes(hydra_context: HydraContext, config: DictConfig, space: SearchSpace) -> None:
+def check_space_composes(hydra_context: HydraContext, config: DictConfig, space: SearchSpace) -> list[DictConfig]:
     """Composes the config with the fixed overrides and each parameter at its bounds (every choice of
     a categorical, one at a time), so a wrong key or group option fails now, before the study is
-    touched, rather than in every trial."""
+    touched, rather than in every trial. Returns each probe's composed config."""
     base = {name: _probe_values(distribution)[0] for name, distribution in space.distributions.items()}
     probes = [base] + [
         {**base, name: value}
         for name, distribution in space.distributions.items()
         for value in _probe_values(distribution)[1:]
     ]
+    composed = []
     for probe in probes:
         overrides = space.fixed + [render_override(name, value) for name, value in probe.items()]
         try:
-            hydra_context.config_loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
+            trial_config = hydra_context.config_loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
+            composed.append(trial_config)
         except HydraException as error:
             raise SearchSpaceError(
                 f"the search space's overrides do not compose with the config: {error}\n  overrides: {overrides}\n"
                 f"Check the keys in hydra.sweeper.params (group choices are written `scheduler: choice(...)`, "
                 f"values `optimizer.lr: ...`)"
             ) from None
+    return composed
 
 
 def _probe_values(distribution: BaseDistribution) -> list[Any]:
     if isinstance(distribution, CategoricalDistribution):
         return list(distribution.choices)
     return [distribution.low, distribution.high]
+
+
+@dataclass(frozen=True)
+class PrunerNeeds:
+    """When a pruner can first stop a trial: at a report at `first` samples seen or later, once the trial
+    has made `reports` reports; `setting` is the key that sets `first`, `reports_setting` the one that
+    sets `reports` (None: one report is enough)."""
+
+    name: str
+    first: int
+    reports: int
+    setting: str
+    reports_setting: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    """The samples seen at each report of one trial to its pruner, from its budget and logging interval."""
+
+    points: list[int]
+    budget: int
+    interval: str
+
+
+def check_report_points(config: DictConfig, probes: list[DictConfig]) -> None:
+    """Refuses a pruner that could never stop a trial: each probed trial (the space's bounds, every
+    categorical choice) must report, within its budget, as many times as the pruner needs and at least
+    once at or after the pruner's first step (n_warmup_steps, min_resource; in samples seen)."""
+    pruner = OmegaConf.select(config, "hydra.sweeper.pruner")
+    needs = pruner_needs(OmegaConf.to_container(pruner, resolve=True)) if pruner is not None else None
+    if needs is None:
+        return
+    short = [(probe, plan) for probe in probes if (plan := report_plan(probe)) is not None and not _enough(needs, plan)]
+    if short:
+        fewest = min((plan for _, plan in short), key=lambda plan: len(plan.points))
+        raise SweepError(f"{_refusal(needs, fewest)}; {_fix(needs, [probe for probe, _ in short])}")
+
+
+def pruner_needs(pruner: Mapping[str, Any]) -> PrunerNeeds | None:
+    """What Optuna's pruner needs before it can stop a trial; None for no pruning or an unknown pruner,
+    or a first step decided at run time (SuccessiveHalvingPruner's min_resource=auto)."""
+    name = str(pruner.get("_target_", "")).rsplit(".", 1)[-1]
+    if name in ("MedianPruner", "PercentilePruner"):
+        return PrunerNeeds(name, int(pruner.get("n_warmup_steps", 0)), 1, "hydra.sweeper.pruner.n_warmup_steps")
+    if name == "SuccessiveHalvingPruner":
+        if pruner.get("min_resource", "auto") == "auto":
+            return None
+        first = int(pruner["min_resource"]) * int(pruner.get("reduction_factor", 4)) ** int(
+            pruner.get("min_early_stopping_rate", 0)
+        )
+        return PrunerNeeds(name, first, 1, "hydra.sweeper.pruner.min_resource")
+    if name == "HyperbandPruner":
+        return PrunerNeeds(name, int(pruner.get("min_resource", 1)), 1, "hydra.sweeper.pruner.min_resource")
+    if name == "PatientPruner":
+        wrapped = pruner.get("wrapped_pruner")
+        inner = pruner_needs(wrapped) if wrapped else None
+        reports = int(pruner.get("patience", 0)) + 2  # Optuna's PatientPruner acts only with more than patience + 1
+        patience = "hydra.sweeper.pruner.patience"
+        if inner is None:
+            return PrunerNeeds(name, 0, reports, patience, patience)
+        setting = "hydra.sweeper.pruner.wrapped_pruner." + inner.setting.rsplit(".", 1)[-1]
+        return PrunerNeeds(name, inner.first, max(reports, inner.reports), setting, patience)
+    return None
+
+
+def report_plan(config: DictConfig) -> ReportPlan | None:
+    """The trial's reports in samples seen, as training makes them: every trainer.report_every log steps,
+    a log step every trainer.logging_steps optimizer steps of per_device_batch_size x
+    gradient_accumulation_steps samples, the last step taking what is left of the budget. None when the
+    budget is not known before the data is read (epochs, packing) or the pruner counts tokens."""
+    trainer = OmegaConf.select(config, "trainer")
+    if trainer is None or OmegaConf.select(config, "smoothing.unit", default="samples") != "samples":
+        return None
+    return trainer_report_plan(trainer)
+
+
+def trainer_report_plan(trainer: DictConfig) -> ReportPlan | None:
+    """report_plan from the `trainer` node alone."""
+    batch, accumulation = int(trainer.per_device_batch_size), int(trainer.gradient_accumulation_steps)
+    per_step = batch * accumulation
+    if int(trainer.max_samples_seen) > 0 and not bool(trainer.packing):
+        budget = int(trainer.max_samples_seen)
+        steps = math.ceil(math.ceil(budget / batch) / accumulation)
+    elif int(trainer.max_samples_seen) <= 0 and int(trainer.max_steps) > 0:
+        steps = int(trainer.max_steps)
+        budget = steps * per_step
+    else:
+        return None
+    every = int(trainer.logging_steps) * max(1, int(trainer.report_every))
+    points = [min(step * per_step, budget) for step in range(every, steps + 1, every)]
+    interval = (
+        f"every {every * per_step} samples: trainer.logging_steps={trainer.logging_steps} x "
+        f"trainer.per_device_batch_size={batch} x trainer.gradient_accumulation_steps={accumulation} x "
+        f"trainer.report_every={trainer.report_every}"
+    )
+    return ReportPlan(points, budget, interval)
+
+
+def _enough(needs: PrunerNeeds, plan: ReportPlan) -> bool:
+    return len(plan.points) >= needs.reports and plan.points[-1] >= needs.first
+
+
+def _refusal(needs: PrunerNeeds, plan: ReportPlan) -> str:
+    shown = ", ".join(str(point) for point in plan.points[:12]) + (", ..." if len(plan.points) > 12 else "")
+    count = f" once the trial has made {needs.reports} reports ({needs.reports_setting} + 2)" if needs.reports_setting else ""
+    return (
+        f"the pruner ({needs.name}) could never stop some trials: it acts at a report at or after {needs.first} "
+        f"samples seen ({needs.setting}){count}, but a trial reports its loss "
+        f"({plan.interval}) only at [{shown}] samples of its {plan.budget}-sample budget ({len(plan.points)} reports)"
+    )
+
+
+def _fix(needs: PrunerNeeds, configs: list[DictConfig]) -> str:
+    """The largest trainer.logging_steps that gives the pruner enough reports in every one of `configs`,
+    else the other ways out."""
+    for lower in range(max(int(config.trainer.logging_steps) for config in configs) - 1, 0, -1):
+        plans = [trainer_report_plan(OmegaConf.merge(config.trainer, {"logging_steps": lower})) for config in configs]
+        if all(plan is not None and _enough(needs, plan) for plan in plans):
+            return (
+                f"set trainer.logging_steps={lower} or less, lower {_lower(needs)}, raise trainer.max_samples_seen, "
+                f"or turn pruning off (hydra/sweeper/lorasweep_pruner=none)"
+            )
+    return f"lower {_lower(needs)}, raise trainer.max_samples_seen, or turn pruning off (hydra/sweeper/lorasweep_pruner=none)"
+
+
+def _lower(needs: PrunerNeeds) -> str:
+    return f"{needs.setting} or {needs.reports_setting}" if needs.reports_setting else needs.setting
