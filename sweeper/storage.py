@@ -10,9 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from runs.storage import JOURNAL_PREFIX, SQLITE_PREFIX, storage_file
-
-STORAGE_ENV = "LORASWEEP_STORAGE"
+from runs.storage import JOURNAL_PREFIX, SQLITE_PREFIX, STORAGE_ENV, storage_file
 
 
 def default_storage_url(storage_dir: str, study_name: str) -> str:
