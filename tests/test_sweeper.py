@@ -192,6 +192,17 @@ def test_the_notes_search_spaces_compose_with_every_pruner_and_parse(sweep_confi
     assert {"trainer.per_device_batch_size", "optimizer.lr", "scheduler"} <= set(space.distributions)
 
 
+@pytest.mark.parametrize("sweep_config, budget, min_resource", [
+    ("notes_quickstart", [], 16), ("notes_quickstart", ["trainer.max_samples_seen=1000"], 50), ("notes", [], "auto"),
+])
+def test_the_notes_default_pruner_is_successive_halving_from_5_percent_of_the_budget(sweep_config, budget, min_resource):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"sweep={sweep_config}", "experiment=quickstart", *budget], return_hydra_config=True)
+    pruner = instantiate(OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True))
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    assert OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True)["min_resource"] == min_resource
+
+
 # --- a sweep and its outputs ---------------------------------------------------------------------------
 
 
