@@ -1,5 +1,8 @@
 """`python -m analysis rank ...` and `python -m analysis plot RUN_DIR`.
 
+With no paths and no --storage, `rank` reads the study from the storage URL in $LORASWEEP_STORAGE (where
+a password belongs: not on the command line, where `ps` and the shell history show it).
+
 Exit codes: 0 when every input was read cleanly; 2 when an input was bad (one line per problem on
 stderr, the runs that could be read are still ranked and written) or nothing could be ranked.
 """
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +18,7 @@ from pathlib import Path
 from analysis.loading import load_runs
 from analysis.records import UNITS, AnalysisInputError
 from runs.files import LOSS_PLOT_FILE
+from runs.storage import STORAGE_ENV
 
 EXIT_BAD_INPUT = 2
 DEFAULT_TOP = 10
@@ -33,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     rank = commands.add_parser("rank", help="rank runs and sweeps by smoothed loss at a common budget")
     rank.add_argument("paths", nargs="*", help="run dirs, multirun folders, LLaMA-Factory dirs, wandb/ folders, globs, "
                       "or wandb:ENTITY/PROJECT[/GROUP]")
-    rank.add_argument("--storage", help="Optuna storage: a URL (sqlite:///x.db, postgresql://...), a .db file or a journal file")
+    rank.add_argument("--storage", help="Optuna storage: a URL (sqlite:///x.db, journal:x.log, postgresql://...), a .db "
+                      f"file or a journal file (default with no paths: ${STORAGE_ENV})")
     rank.add_argument("--study", help="study name in --storage (optional when it holds only one)")
     rank.add_argument("--top", type=int, default=DEFAULT_TOP, help="rows to show and runs to plot (default %(default)s)")
     rank.add_argument("--by", default="smoothed_loss", help="smoothed_loss (default), eval_loss, or any recorded metric")
@@ -66,7 +72,9 @@ def rank_command(args: argparse.Namespace) -> int:
     from analysis.sweep import ablation_effects, param_importances
 
     if not args.paths and not args.storage:
-        raise AnalysisInputError("nothing to read: give run dirs / folders / wandb:... paths, or --storage")
+        args.storage = os.environ.get(STORAGE_ENV) or None
+    if not args.paths and not args.storage:
+        raise AnalysisInputError(f"nothing to read: give run dirs / folders / wandb:... paths, or --storage (or set {STORAGE_ENV})")
     if args.study and not args.storage:
         raise AnalysisInputError("--study needs --storage (where the study lives)")
     if args.report and args.report.suffix not in (".html", ".md"):

@@ -1,5 +1,6 @@
 """What pruning saves: the same `sweep=notes_quickstart` study (space, budget, sampler seed) run with the
-median pruner and without one, on the tiny model (CPU), for several sampler seeds.
+notes' default pruner (successive halving, first rung at 5% of the budget) and without one, on the tiny
+model (CPU), for several sampler seeds.
 
     python -m bench.sweep_cost                     # seeds 0 1 2, 12 trials each, both pruner settings
     python -m bench.sweep_cost --seeds 0 --n-trials 20 hydra.sweeper.ablations=null   # sampler trials only
@@ -108,7 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampler seeds")
     parser.add_argument("--n-trials", type=int, default=12)
-    parser.add_argument("--pruner", default="median", help="the pruner compared with none (median, successive_halving, hyperband, patient)")
+    parser.add_argument("--pruner", default="successive_halving_budget",
+                        help="the pruner compared with none (successive_halving_budget, median, successive_halving, hyperband, patient)")
     parser.add_argument("--pruner-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting of the compared pruner only, e.g. min_resource=32 (repeatable)")
     parser.add_argument("--workdir", type=Path, help="project root for studies and run dirs (default: a temp dir)")

@@ -3,7 +3,8 @@ and the analysis reads from.
 
 `journal:<path>` is an Optuna JournalFileBackend file (safe on a shared disk); anything else with `://`
 is a SQLAlchemy URL for Optuna's RDBStorage (sqlite:///path.db, postgresql://user:password@host/db).
-Optuna is imported only when a storage is opened.
+`postgresql://` is SQLAlchemy 2's psycopg (3) driver and `postgresql+psycopg2://` psycopg2; the `cluster`
+extra installs both, so either form of a URL works. Optuna is imported only when a storage is opened.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+STORAGE_ENV = "LORASWEEP_STORAGE"  # the URL from the environment: a password stays off the command line
 JOURNAL_PREFIX = "journal:"
 SQLITE_PREFIX = "sqlite:///"
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")  # a bare path with one of these is a journal file
@@ -88,6 +90,12 @@ def open_storage(storage: str, create: bool = True) -> Any:
         raise StorageError(f"cannot open the Optuna storage {mask_password(url)}: {message}. Give it as {URL_FORMS}") from None
 
 
+def lock_digest(url: str) -> str:
+    """A lock name for a database URL, from the URL without its password: an unsalted hash of a
+    password could be reversed by guessing, and a changed password still names the same database."""
+    return hashlib.sha1(mask_password(url).encode()).hexdigest()[:16]
+
+
 @contextmanager
 def storage_lock(url: str) -> Iterator[None]:
     """An exclusive lock shared by every process on this machine that uses `url`: held while a sweep
@@ -98,8 +106,7 @@ def storage_lock(url: str) -> Iterator[None]:
     if file is not None:
         lock_path = file.with_name(file.name + LOCK_SUFFIX)
     else:
-        digest = hashlib.sha1(url.encode()).hexdigest()[:16]
-        lock_path = Path(tempfile.gettempdir()) / f"lorasweep-{digest}.lock"
+        lock_path = Path(tempfile.gettempdir()) / f"lorasweep-{lock_digest(url)}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,12 @@ def load_model(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.config.use_cache = False
-    model = get_peft_model(model, lora_config(lora_cfg))
+    with warnings.catch_warnings():
+        # peft's PeftModel.__init__ reads model.is_gradient_checkpointing, which transformers 5 deprecates
+        # ("FutureWarning: `is_gradient_checkpointing` is deprecated ... Use `is_activation_checkpointing`"):
+        # not ours to act on, and printed once per trial in a sweep
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        model = get_peft_model(model, lora_config(lora_cfg))
     for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.to(torch.float32)

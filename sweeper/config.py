@@ -12,8 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 SWEEPER_NAME = "lorasweep"
+BUDGET_FRACTION_RESOLVER = "budget_fraction"
+
+
+def budget_fraction(budget: Any, fraction: Any) -> int | str:
+    """`${budget_fraction:BUDGET,FRACTION}`: that fraction of a budget in samples (at least 1), for a pruner
+    setting derived from the budget (sweep=notes: successive halving's first rung at 5%). A budget of 0
+    means the run's budget is not in samples (epochs or max_steps): then Optuna's own "auto"."""
+    samples = int(budget)
+    return max(1, round(samples * float(fraction))) if samples > 0 else "auto"
 
 
 @dataclass
@@ -184,7 +194,9 @@ class LorasweepSweeperConf:
 
 
 def register_configs() -> None:
-    """Put the sweeper and its sampler/pruner groups where `hydra/sweeper=lorasweep` looks for them."""
+    """Put the sweeper and its sampler/pruner groups where `hydra/sweeper=lorasweep` looks for them, and
+    the resolver that derives pruner settings from a budget."""
+    OmegaConf.register_new_resolver(BUDGET_FRACTION_RESOLVER, budget_fraction, replace=True)
     store = ConfigStore.instance()
     store.store(group="hydra/sweeper", name=SWEEPER_NAME, node=LorasweepSweeperConf, provider=SWEEPER_NAME)
     samplers = {

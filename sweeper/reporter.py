@@ -1,8 +1,8 @@
 """The training side of pruning: one job's handle on its Optuna trial.
 
 train.py builds it with `hydra.utils.instantiate(cfg.trial)` from the node the sweeper put in the job's
-overrides; it works the same in the sweeper's process (basic launcher) and in a worker (joblib,
-submitit), because it reaches the trial through the storage rather than through memory.
+environment (sweeper.storage.TRIAL_ENV); it works the same in the sweeper's process (basic launcher) and
+in a worker (joblib, submitit), because it reaches the trial through the storage rather than through memory.
 """
 from __future__ import annotations
 

@@ -10,9 +10,12 @@ import os
 import re
 from pathlib import Path
 
-from runs.storage import JOURNAL_PREFIX, SQLITE_PREFIX, storage_file
+from runs.storage import JOURNAL_PREFIX, SQLITE_PREFIX, STORAGE_ENV, storage_file
 
-STORAGE_ENV = "LORASWEEP_STORAGE"
+# a job's reporter node (Hydra override syntax), set per job with hydra.job.env_set and read by the
+# config's `trial: ${oc.decode:${oc.env:LORASWEEP_TRIAL,null}}`: Hydra's launchers echo every job
+# override except hydra.*, so this keeps the per-trial "Launching jobs" line short
+TRIAL_ENV = "LORASWEEP_TRIAL"
 
 
 def default_storage_url(storage_dir: str, study_name: str) -> str:

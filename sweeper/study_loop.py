@@ -35,7 +35,7 @@ from sweeper.errors import SweepError, SweepStopped
 from sweeper.no_repeats import claim_stream, finished_twin, stream_seed
 from sweeper.outcome import job_outcome, trial_outcome
 from sweeper.outputs import best_trials, print_progress, write_outputs
-from sweeper.overrides import planned_run_dir, render_override
+from sweeper.overrides import planned_run_dir, render_override, render_value
 from sweeper.preflight import SpaceExtender
 from sweeper.recovery import (
     LeaseKeeper,
@@ -47,7 +47,7 @@ from sweeper.recovery import (
     tell,
 )
 from sweeper.search_space import SearchSpace, build_search_space
-from sweeper.storage import STORAGE_ENV, resolve_storage_url
+from sweeper.storage import STORAGE_ENV, TRIAL_ENV, resolve_storage_url
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class StudyLoop:
                 "pruner": OmegaConf.to_container(self.pruner_conf, resolve=True) if prunable else None,
                 "report_values": repeat == 0,
             }
-            job.append(render_override("trial", reporter))
+            job.append(render_override(f"hydra.job.env_set.{TRIAL_ENV}", render_value(reporter)))
         logger = self.config.get("logger")
         if logger is not None and "group" in logger and "run_name" in logger:
             job += [render_override("logger.group", self.study_name), render_override("logger.run_name", run_name)]

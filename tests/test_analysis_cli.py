@@ -61,12 +61,21 @@ def test_study_name_that_does_not_exist(tmp_path, capsys):
     assert code == 2 and err.strip() == f"analysis: study 'nope' not found in {storage}; studies there: notes"
 
 
+def test_storage_from_the_environment_when_no_paths_or_storage_given(tmp_path, capsys, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+    optuna.create_study(study_name="notes", storage=storage)
+    monkeypatch.setenv("LORASWEEP_STORAGE", storage)
+    code, _, err = run_main(capsys, "rank", "--study", "nope")
+    assert code == 2 and err.strip() == f"analysis: study 'nope' not found in {storage}; studies there: notes"
+
+
 @pytest.mark.parametrize("argv, message", [
     ([], "nothing to read"),
     (["--report", "r.pdf", "x"], "a report is FILE.html or FILE.md"),
     (["--study", "notes", "x"], "--study needs --storage"),
 ])
-def test_bad_options(capsys, argv, message):
+def test_bad_options(capsys, monkeypatch, argv, message):
+    monkeypatch.delenv("LORASWEEP_STORAGE", raising=False)
     code, _, err = run_main(capsys, "rank", *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 

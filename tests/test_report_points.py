@@ -40,7 +40,7 @@ def test_the_quickstart_sweep_gives_every_pruner_enough_reports(pruner):
     ("overrides", "message", "fix"),
     [
         # 27 optimizer steps of 12 samples, the last partial: reports at 60 ... 300, none at the end (step 27)
-        (["hydra.sweeper.pruner.n_warmup_steps=310", "trainer.per_device_batch_size=6",
+        (["hydra/sweeper/lorasweep_pruner=median", "hydra.sweeper.pruner.n_warmup_steps=310", "trainer.per_device_batch_size=6",
           "trainer.gradient_accumulation_steps=2"],
          "at or after 310 samples seen (hydra.sweeper.pruner.n_warmup_steps)", "set trainer.logging_steps=3 or less"),
         (["hydra/sweeper/lorasweep_pruner=successive_halving", "hydra.sweeper.pruner.min_resource=400"],
@@ -60,7 +60,7 @@ def test_too_few_report_points_for_the_pruner_are_refused_with_the_numbers_and_t
 
 
 def test_the_fix_names_a_logging_interval_that_works_for_every_probed_trial():
-    settings = ["hydra.sweeper.pruner.n_warmup_steps=290", "trainer.max_samples_seen=300"]
+    settings = ["hydra/sweeper/lorasweep_pruner=median", "hydra.sweeper.pruner.n_warmup_steps=290", "trainer.max_samples_seen=300"]
     probes = [trial_config(*settings, f"trainer.per_device_batch_size={batch}") for batch in (2, 8, 16)]
     # batch 2 reports at 300; batch 8 last at 280 (would need logging_steps 2), batch 16 at 240 (needs 1)
     with pytest.raises(SweepError, match=r"reports its loss \(every 80 samples.* set trainer.logging_steps=1 or less"):

@@ -4,6 +4,7 @@ and the tiny model are in test_sweeper_train.py."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,12 +192,23 @@ def test_the_notes_search_spaces_compose_with_every_pruner_and_parse(sweep_confi
     assert {"trainer.per_device_batch_size", "optimizer.lr", "scheduler"} <= set(space.distributions)
 
 
+@pytest.mark.parametrize("sweep_config, budget, min_resource", [
+    ("notes_quickstart", [], 16), ("notes_quickstart", ["trainer.max_samples_seen=1000"], 50), ("notes", [], "auto"),
+])
+def test_the_notes_default_pruner_is_successive_halving_from_5_percent_of_the_budget(sweep_config, budget, min_resource):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"sweep={sweep_config}", "experiment=quickstart", *budget], return_hydra_config=True)
+    pruner = instantiate(OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True))
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    assert OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True)["min_resource"] == min_resource
+
+
 # --- a sweep and its outputs ---------------------------------------------------------------------------
 
 
 @pytest.mark.slow
 def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
-    sweep(tmp_path, "x=interval(0.3, 2.0)", "y=range(0, 3)", "hydra.sweeper.n_trials=8", "hydra.sweeper.seed=1",
+    result = sweep(tmp_path, "x=interval(0.3, 2.0)", "y=range(0, 3)", "hydra.sweeper.n_trials=8", "hydra.sweeper.seed=1",
           "hydra/sweeper/lorasweep_sampler=random", "hydra.sweeper.pruner.n_startup_trials=1", "steps=6")
     study = load(tmp_path)
     trials = study.get_trials()
@@ -206,6 +218,12 @@ def test_sweep_prunes_through_the_storage_and_writes_its_outputs(tmp_path):
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert all(t.user_attrs["reason"].startswith("pruned at") for t in pruned)
     assert all(t.intermediate_values and max(t.intermediate_values) < 6 * 4 for t in pruned)  # stopped early
+
+    console = result.stdout + result.stderr
+    launches = [line for line in console.splitlines() if re.search(r"#\d+ : ", line)]
+    assert len(launches) == 8 and not [line for line in launches if "trial=" in line or "TrialReporter" in line]
+    assert "TrialReporter" not in console
+    assert re.search(r"\[8/8\] trial \d+ .* best \S+ \(trial \d+\)", console)  # progress: done/n_trials, best
 
     directory = sweep_dir(tmp_path)
     results = yaml.safe_load((directory / "optimization_results.yaml").read_text())

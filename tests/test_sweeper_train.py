@@ -23,8 +23,10 @@ def wandb_summary(run_dir: Path) -> dict:
 
 
 def test_notes_sweep_runs_the_ablation_first_with_wandb_runs_grouped_by_study(tmp_path, cache_dir):
-    run_train(["sweep=notes_quickstart", "experiment=quickstart", "hydra.sweeper.n_trials=3",
-               "trainer.max_samples_seen=80", "task.val_size=0", "logger=wandb"], tmp_path, cache_dir)
+    result = run_train(["sweep=notes_quickstart", "experiment=quickstart", "hydra.sweeper.n_trials=3",
+                        "trainer.max_samples_seen=80", "task.val_size=0", "logger=wandb"], tmp_path, cache_dir)
+    console = result.stdout + result.stderr
+    assert "FutureWarning" not in console and "TrialReporter" not in console  # one short launch line per trial
     study = optuna.load_study(study_name="notes-demo-tiny", storage=f"sqlite:///{tmp_path}/sweeps/notes-demo-tiny.db")
     trials = study.get_trials()
     assert [t.user_attrs["ablation"] for t in trials] == ["baseline", "larger_batch", "lower_lr"]
