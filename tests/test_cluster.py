@@ -3,7 +3,6 @@ model, each trial a SLURM job on this machine. `.ci/services.sh` starts both; wi
 skip (and fail in CI). Kept to a few tiny trials, since every job pays Python's and torch's start."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -133,43 +132,3 @@ def test_worker_mode_two_array_tasks_share_one_study(tmp_path, cache_dir, tiny_m
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
     assert_trained_once(study, 4)
     assert len(list((tmp_path / "multirun").glob("*/worker-*/trials.csv"))) == 2
-
-
-def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_path, cache_dir, tiny_model_dir, slurm):
-    """Once the trial trains, its job's time limit is cut to 75 s from now (SLURM signals it 60 s before):
-    the trial checkpoints, submitit requeues the job, and the requeued job, given a long limit again,
-    resumes into the same run dir. Cutting the limit at run time keeps the test independent of how fast
-    this machine trains."""
-    name = study_name()
-    storage = f"journal:{tmp_path}/shared/{name}.log"
-    training = ["experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=4800", "trainer.logging_steps=10",
-                "trainer.save_steps=1000"]
-    overrides = ["-m", *training, *SLURM, "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_num_timeout=5",
-                 "hydra/sweeper=lorasweep", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
-                 "hydra.sweeper.n_trials=1", "hydra.sweeper.ablations=null", "optimizer.lr=choice(2e-3)"]
-    command, env = train_command(overrides, tmp_path, cache_dir)
-    sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    metrics = wait_until(lambda: next(iter((tmp_path / "multirun").glob("*/*/trial-0/metrics.jsonl")), None), "trial 0 training", sweep)
-    run_dir = metrics.parent
-    (folder,) = [p for p in (run_dir.parent / ".submitit").iterdir() if p.name.isdigit()]  # one job: named by its id
-    elapsed = subprocess.run(["squeue", "-h", "-j", folder.name, "-o", "%M"], capture_output=True, text=True, check=True).stdout
-    seconds = sum(int(part) * 60**power for power, part in enumerate(reversed(elapsed.strip().split(":")))) + 75
-    subprocess.run(["scontrol", "update", f"JobId={folder.name}", f"TimeLimit={seconds // 60}:{seconds % 60:02d}"], check=True)
-    wait_until(lambda: '"interrupted"' in (run_dir / "result.json").read_text() if (run_dir / "result.json").is_file() else False,
-               "checkpoint on SLURM's signal", sweep)
-    subprocess.run(["scontrol", "update", f"JobId={folder.name}", "TimeLimit=10"], check=True)
-    reference = tmp_path / "reference"
-    run_train([*training, "optimizer.lr=2e-3", f"hydra.run.dir={reference}"], tmp_path, cache_dir, timeout=1500)
-    output, _ = sweep.communicate(timeout=1500)
-    assert sweep.returncode == 0, output[-3000:]
-
-    (trial,) = optuna.load_study(study_name=name, storage=open_storage(storage)).get_trials()
-    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("reason")
-    assert "Requeued job" in "\n".join(p.read_text() for p in folder.glob("*_log.err"))
-    resumed, uninterrupted = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
-    assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted]
-    assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
