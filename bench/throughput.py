@@ -69,8 +69,7 @@ def gpu_settings() -> Settings:
     overrides = ["task.cutoff_len=2048", "task.max_samples=null", "task.val_size=0", "trainer.per_device_batch_size=20",
                  "trainer.gradient_accumulation_steps=5", "trainer.precision=bf16", "optimizer.lr=5e-5", *LORA]
     modes = {"padded (LLaMA-Factory defaults)": ["trainer.padding_free=false", "trainer.gradient_checkpointing=true"],
-             "padding-free": [], "padding-free sdpa_varlen": ["model.attn_implementation=sdpa_varlen"],
-             "packed": ["trainer.packing=true"]}
+             "padding-free": [], "packed": ["trainer.packing=true"]}
     return Settings("gpu-qwen2.5-0.5b", overrides, warmup_steps=2, timed_steps=4, repeats=1, gpu=True, modes=modes)
 
 
@@ -139,7 +138,30 @@ class StepClock(TrainerCallback):
             self.end = self._mark()
 
 
-def time_mode(settings: Settings, overrides: list[str], work_dir: Path) -> dict[str, Any]:
+class StepProfiler(TrainerCallback):
+    """torch.profiler over the timed steps (from the end of the warm-up to the end of the run): where a step's
+    time goes, printed as the ops with the most self time. The timed figures of a profiled pass are inflated."""
+
+    def __init__(self, warmup_steps: int, title: str) -> None:
+        self.warmup_steps, self.title = warmup_steps, title
+        self.profiler: Any = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        if state.global_step == self.warmup_steps:
+            cuda = torch.cuda.is_available()
+            self.profiler = profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])])
+            self.profiler.__enter__()
+        elif state.global_step == state.max_steps and self.profiler is not None:
+            self.profiler.__exit__(None, None, None)
+            averages = self.profiler.key_averages()
+            for sort_by in ("self_cpu_time_total", *(["self_device_time_total"] if torch.cuda.is_available() else [])):
+                print(f"profile of {self.title}, by {sort_by}:\n{averages.table(sort_by=sort_by, row_limit=18, max_name_column_width=60)}", flush=True)
+
+
+def time_mode(settings: Settings, overrides: list[str], work_dir: Path, profile: bool = False, title: str = "") -> dict[str, Any]:
     """One pass of one mode through the recipe's own Trainer; its figures."""
     import torch
 
@@ -147,11 +169,14 @@ def time_mode(settings: Settings, overrides: list[str], work_dir: Path) -> dict[
 
     steps = settings.warmup_steps + settings.timed_steps
     cfg = compose([*settings.overrides, *overrides, f"trainer.max_steps={steps}", f"trainer.save_steps={10 * steps}",
+                   f"trainer.logging_steps={min(10, steps)}",  # short GPU passes still log a loss
                    f"paths.cache_dir={work_dir / 'cache'}", f"paths.root_dir={work_dir}"])
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work_dir))
     built = build_run(cfg, run_dir)
     clock = StepClock(settings.warmup_steps, built.counter)
     built.trainer.add_callback(clock)
+    if profile:
+        built.trainer.add_callback(StepProfiler(settings.warmup_steps, title))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     built.trainer.train()
@@ -194,7 +219,7 @@ def matmul_peak_flops(device: str, dtype: Any) -> float:
     return 2 * size**3 / best
 
 
-def run(settings: Settings, work_dir: Path, cache_dir: Path) -> dict[str, Any]:
+def run(settings: Settings, work_dir: Path, cache_dir: Path, profile: bool = False) -> dict[str, Any]:
     """Every mode, `repeats` times in turn; each mode keeps its fastest pass."""
     import torch
 
@@ -217,15 +242,18 @@ def run(settings: Settings, work_dir: Path, cache_dir: Path) -> dict[str, Any]:
     best: dict[str, dict[str, Any]] = {}
     for _ in range(settings.repeats):
         for name, overrides in settings.modes.items():
-            result = time_mode(settings, overrides, work_dir)
+            result = time_mode(settings, overrides, work_dir, profile, name)
+            print(f"{name} ({result['attention']}, liger {'on' if result['liger'] else 'off'}): "
+                  f"{result['samples_per_s']:.2f} samples/s, {result['real_tokens_per_s']:.0f} real tokens/s, "
+                  f"{result['seconds']:.1f} s timed", flush=True)  # a pass's figures survive a later timeout
             if name not in best or result["samples_per_s"] > best[name]["samples_per_s"]:
                 best[name] = result
     device = "cuda" if torch.cuda.is_available() and not settings.name == "dry-run" else "cpu"
     peak = matmul_peak_flops(device, torch.bfloat16 if device == "cuda" else torch.float32)
-    baseline = next(iter(best.values()))
+    padded = next((result for name, result in best.items() if name.startswith("padded")), None)
     results = []
     for name, result in best.items():
-        results.append({"name": name, **result, "vs_padded": result["samples_per_s"] / baseline["samples_per_s"],
+        results.append({"name": name, **result, "vs_padded": result["samples_per_s"] / padded["samples_per_s"] if padded else math.nan,
                         "mfu": 4 * result["matmul_parameters"] * result["real_tokens_per_s"] / peak})
     device_name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     return {"settings": asdict(settings), "device_name": device_name, "torch": torch.__version__,
@@ -243,10 +271,11 @@ def format_table(report: dict[str, Any]) -> str:
     for result in report["modes"]:
         mfu = f"{100 * result['mfu']:5.1f}%" if not report["device_name"].startswith("CPU") else "     -"
         loss = f"{result['last_loss']:9.4f}" if math.isfinite(result["last_loss"]) else "        -"
+        vs_padded = f"{result['vs_padded']:8.2f}x" if math.isfinite(result["vs_padded"]) else "        -"
         lines.append(
             f"{result['name']:32} {result['attention']:15} {'on' if result['gradient_checkpointing'] else 'off':5} "
             f"{'on' if result['liger'] else 'off':5} {result['samples_per_s']:10.2f} {result['real_tokens_per_s']:11.0f} "
-            f"{result['vs_padded']:8.2f}x {mfu} {loss}"
+            f"{vs_padded} {mfu} {loss}"
         )
     lines.append("MFU on a GPU only (a CPU's measured matmul peak says little); last loss: the last logged training loss")
     return "\n".join(lines)
@@ -261,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", default=os.environ.get("LORASWEEP_CACHE", str(ROOT / ".cache")),
                         help="where the built models are kept (default: $LORASWEEP_CACHE or .cache)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--modes", help="a comma-separated subset of the modes, e.g. padding-free,packed (default: all)")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of each mode's timed steps")
     args = parser.parse_args(argv)
     import torch
 
@@ -269,8 +300,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = dry_run_settings() if args.dry_run else gpu_settings() if torch.cuda.is_available() else cpu_settings()
     settings.timed_steps = args.steps or settings.timed_steps
     settings.repeats = args.repeats or settings.repeats
+    if args.modes:
+        wanted = args.modes.split(",")
+        unknown = [name for name in wanted if not any(mode.startswith(name) for mode in settings.modes)]
+        if unknown:
+            sys.exit(f"--modes: no mode {', '.join(unknown)}; the modes here are {', '.join(settings.modes)}")
+        settings.modes = {mode: o for mode, o in settings.modes.items() if any(mode.startswith(name) for name in wanted)}
     with tempfile.TemporaryDirectory(prefix="lorasweep-throughput-") as work_dir:
-        report = run(settings, Path(work_dir), Path(args.cache_dir).expanduser())
+        report = run(settings, Path(work_dir), Path(args.cache_dir).expanduser(), args.profile)
     print(format_table(report), flush=True)
     if args.json:
         with open(args.json, "w") as handle:

@@ -115,6 +115,24 @@ def test_help_says_what_it_is_and_lists_the_groups_and_examples(tmp_path):
     assert result.stdout.count("python train.py") >= 3
 
 
+def test_without_the_cluster_extra_hydra_does_not_warn_about_the_launcher_plugin(tmp_path):
+    """Hydra imports every hydra_plugins module at start-up; without hydra-submitit-launcher installed
+    (hidden here by an import hook) the console stays free of its "Error importing ..." warning."""
+    hook = tmp_path / "hide" / "sitecustomize.py"
+    hook.parent.mkdir()
+    hook.write_text("import sys\n"
+                    "class Hide:\n"
+                    "    def find_spec(self, name, path=None, target=None):\n"
+                    "        if name.startswith('hydra_plugins.hydra_submitit_launcher'):\n"
+                    "            raise ModuleNotFoundError(name)\n"
+                    "sys.meta_path.insert(0, Hide())\n")
+    env = {**os.environ, "PYTHONPATH": str(hook.parent)}
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=quickstart", "--cfg", "job"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Error importing" not in result.stderr and "objective:" in result.stdout, result.stderr
+
+
 @pytest.mark.slow
 def test_a_tokenizer_larger_than_the_embeddings_is_refused_before_training(tmp_path):
     run_dir = tmp_path / "run"
