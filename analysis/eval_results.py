@@ -1,28 +1,15 @@
 """eval.json: a run's held-out evaluation, written beside the run by `python -m judge` and read here.
 
-The file's name and fields live in this one module (the run contract), so the ranking can join them
-without importing any model code. Layout:
-
-    {"metric": "label" | "triples" | "text",
-     "primary": {"name": "accuracy", "direction": "maximize"},
-     "split": {"rows": 40, "fingerprint": "..."},
-     "adapter": {"name": "cate-trial-3", "eval_loss": 1.2, "perplexity": 3.3, "accuracy": 0.8, ...},
-     "base": {"name": "base", "eval_loss": 2.9, ...},
-     "generation": {"max_new_tokens": 16, "batch_size": 16, "dtype": "float32", "device": "cpu"},
-     "evaluated_at": "2026-11-27T21:00:00"}
-
-`adapter` and `base` hold the same metric keys, measured on the same held-out rows.
+Its name and fields are part of the run contract (runs/files.py, runs/evaluation.py).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 from analysis.records import is_number, read_json
+from runs.evaluation import ADAPTER_KEY, BASE_KEY, PRIMARY_KEY
+from runs.files import EVAL_FILE
 
-EVAL_FILE = "eval.json"
-ADAPTER_KEY = "adapter"
-BASE_KEY = "base"
-PRIMARY_KEY = "primary"
 COLUMN_PREFIX = "heldout_"  # a ranking column per held-out metric: heldout_accuracy, heldout_eval_loss, ...
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.eval_results import ADAPTER_KEY, BASE_KEY, EVAL_FILE, PRIMARY_KEY
 from judge.heldout import HeldOut, Prompt
 from judge.metrics import PRIMARY, SCORERS, perplexity
 from judge.models import AdapterSet, eval_loss, generate
 from judge.selection import Candidate
+from runs.evaluation import ADAPTER_KEY, BASE_KEY, PRIMARY_KEY
+from runs.files import EVAL_FILE
 
 BASE_NAME = "base"
 
@@ -79,7 +80,7 @@ def judge_all(adapters: AdapterSet, candidates: list[Candidate], data: HeldOut, 
 
 
 def eval_document(result: ModelResult, base: ModelResult, data: HeldOut, settings: Settings) -> dict[str, Any]:
-    """The eval.json of one adapter (layout in analysis.eval_results)."""
+    """The eval.json of one adapter (layout in runs/evaluation.py)."""
     name, direction = PRIMARY[settings.metric]
     return {
         "metric": settings.metric,

@@ -6,6 +6,7 @@ TRAINER_LOG_FILE = "trainer_log.jsonl"  # the same log in LLaMA-Factory's field 
 RESULT_FILE = "result.json"  # written at the end of every run, whatever the end
 LOSS_PLOT_FILE = "training_loss.png"  # the loss as LLaMA-Factory draws it
 SAMPLES_FILE = "samples.jsonl"  # the ids of the samples each optimizer step trained on
+EVAL_FILE = "eval.json"  # the held-out evaluation, written by `python -m judge` (layout: runs/evaluation.py)
 
 # the sweep dir
 SWEEP_RESULTS_FILE = "optimization_results.yaml"
