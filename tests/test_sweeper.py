@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -35,9 +36,10 @@ SAMPLERS = ["tpe", "random", "cmaes", "gp", "nsgaii", "grid"]
 PRUNERS = ["median", "successive_halving", "hyperband", "patient", "none"]
 
 
-def sweep(tmp_path: Path, *overrides: str, storage: str | None = None, wait: bool = True, check: bool = True):
+def sweep(tmp_path: Path, *overrides: str, storage: str | None = None, wait: bool = True, check: bool = True,
+          extra_env: dict[str, str] | None = None):
     """`app.py -m hydra/sweeper=lorasweep ...` in a subprocess, its study under tmp_path."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_TEST_OUT": str(tmp_path / "out")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_TEST_OUT": str(tmp_path / "out"), **(extra_env or {})}
     args = [sys.executable, str(APP), "-m", "hydra/sweeper=lorasweep", f"hydra.sweeper.storage_dir={tmp_path}/sweeps"]
     if storage:
         args.append(f"hydra.sweeper.storage={storage}")
@@ -431,17 +433,23 @@ def test_a_trial_that_finished_while_its_sweep_process_was_gone_is_adopted_not_r
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "journal"])
-def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backend):
-    storage = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else f"journal:{tmp_path}/shared.log"
-    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.5", "hydra.sweeper.study_name=shared",
+@pytest.mark.parametrize("backend", ["sqlite", "journal", pytest.param("postgresql", marks=pytest.mark.cluster)])
+def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backend, request):
+    """The lock that keeps the total exact lives with the storage (a file beside it, or a PostgreSQL
+    advisory lock), so it holds for processes on any machine."""
+    storages = {"sqlite": f"sqlite:///{tmp_path}/shared.db", "journal": f"journal:{tmp_path}/shared.log"}
+    storage = storages.get(backend) or request.getfixturevalue("postgres_url")
+    name = f"shared-{uuid.uuid4().hex[:8]}"  # a PostgreSQL database outlives the test
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.5", f"hydra.sweeper.study_name={name}",
                "hydra/sweeper/lorasweep_pruner=none")
-    first = sweep(tmp_path, *command, storage=storage, wait=False)
-    second = sweep(tmp_path, *command, storage=storage, wait=False)
-    for process in (first, second):
+    processes = []
+    for host in ("host-a", "host-b"):  # a temp dir each, as on two machines: no lock may live there
+        (tmp_path / host).mkdir()
+        processes.append(sweep(tmp_path, *command, storage=storage, wait=False, extra_env={"TMPDIR": str(tmp_path / host)}))
+    for process in processes:
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output[-3000:]
-    trials = load(tmp_path, "shared", storage).get_trials()
+    trials = load(tmp_path, name, storage).get_trials()
     assert len(trials) == 7
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.number for t in trials) == list(range(7))
