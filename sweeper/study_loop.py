@@ -27,7 +27,7 @@ from optuna.samplers import GridSampler
 from optuna.trial import Trial, TrialState
 
 from runs import attrs
-from runs.storage import StorageError, mask_password, open_storage, storage_lock
+from runs.storage import StorageError, mask_password, process_storage, storage_lock
 from sweeper import preflight
 from sweeper.ablation import enqueue_ablations
 from sweeper.devices import plan_devices, visible_gpus
@@ -150,7 +150,7 @@ class StudyLoop:
             sampler_conf["search_space"] = space.grid()
         pruner = instantiate(OmegaConf.to_container(self.pruner_conf, resolve=True))
         try:
-            storage = open_storage(url)
+            storage = process_storage(url)
         except StorageError as error:
             raise SweepError(f"hydra.sweeper.storage: {error}") from None
         with storage_lock(url, self.study_name):
