@@ -9,9 +9,9 @@ extra installs both, so either form of a URL works. Optuna is imported only when
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +24,7 @@ JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")  # a bare path with one of the
 SQLITE_BUSY_TIMEOUT_S = 60  # several processes write one SQLite file; wait for the lock, don't fail
 # not ".lock": Optuna's journal file backend takes `<file>.lock` for its own (symlink) lock
 LOCK_SUFFIX = ".sweep-lock"
+SCHEMA_LOCK = "schema"  # the lock name while a storage's tables are created (before any study exists)
 URL_FORMS = "sqlite:///path.db, journal:path/to/file.log or postgresql://user:password@host/db"
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -83,34 +84,72 @@ def open_storage(storage: str, create: bool = True) -> Any:
         if not create:
             return RDBStorage(url, engine_kwargs=engine_kwargs)
         # two sweep processes starting at once would both create the schema (alembic_version UNIQUE error)
-        with storage_lock(url):
+        with storage_lock(url, SCHEMA_LOCK):
             return RDBStorage(url, engine_kwargs=engine_kwargs)
+    except StorageError:
+        raise
     except (ImportError, ValueError, SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StorageError(f"cannot open the Optuna storage {mask_password(url)}: {message}. Give it as {URL_FORMS}") from None
 
 
-def lock_digest(url: str) -> str:
-    """A lock name for a database URL, from the URL without its password: an unsalted hash of a
-    password could be reversed by guessing, and a changed password still names the same database."""
-    return hashlib.sha1(mask_password(url).encode()).hexdigest()[:16]
+@functools.lru_cache(maxsize=None)
+def process_storage(url: str) -> Any:
+    """The storage for `url`, opened once per process and shared by all its users: with the basic
+    launcher every trial runs in the sweep process, and opening an RDB storage (engine, schema
+    check) costs about 0.5 s each time."""
+    return open_storage(url)
+
+
+def advisory_key(name: str) -> int:
+    """The PostgreSQL advisory lock key (a signed 64-bit int) for a lock name: from the name only, so
+    every sweep process of a study, on any machine, whatever credentials it connects with, takes the
+    same lock, and the key says nothing about the URL."""
+    digest = hashlib.sha256(f"lorasweep:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _lock_engine(url: str) -> Any:
+    """One engine per database URL for the locks: a connection is taken from its pool per lock, not
+    opened anew each pass of a sweep's loop."""
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(url, pool_pre_ping=True)
 
 
 @contextmanager
-def storage_lock(url: str) -> Iterator[None]:
-    """An exclusive lock shared by every process on this machine that uses `url`: held while a sweep
-    process counts the study's trials and asks for new ones, so that processes together start exactly
-    n_trials. Beside the file for file storages (works across machines where the shared disk honours
-    flock); in the temp dir for database servers (then exact only among processes on one machine)."""
+def storage_lock(url: str, name: str) -> Iterator[None]:
+    """An exclusive lock that lives with the storage, shared by every process on every machine that
+    uses it: held while a sweep process counts the study's trials and asks for new ones, so that the
+    processes together start exactly n_trials. A file storage (SQLite, a journal file) has one lock
+    file beside it, for all its studies (an flock, which a shared disk must honour); PostgreSQL a
+    session-level advisory lock keyed by `name` (the study), released by the server when the holding
+    process's connection ends, however the process ends."""
     file = storage_file(url)
     if file is not None:
         lock_path = file.with_name(file.name + LOCK_SUFFIX)
-    else:
-        lock_path = Path(tempfile.gettempdir()) / f"lorasweep-{lock_digest(url)}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    import sqlalchemy
+
+    if sqlalchemy.engine.make_url(url).get_backend_name() != "postgresql":
+        raise StorageError(
+            f"{mask_password(url)}: not a storage whose sweep processes can share a lock (SQLite, a journal "
+            f"file or PostgreSQL); give it as {URL_FORMS}"
+        )
+    key = advisory_key(name)
+    with _lock_engine(url).connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        connection.commit()
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()

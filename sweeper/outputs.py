@@ -1,4 +1,7 @@
-"""What a sweep leaves in its sweep dir, and the line it prints per finished trial.
+"""What a sweep leaves in its sweep dir, and what it prints per finished trial: one plain line, and on
+a terminal a sweep-level progress bar under it (trials done of n_trials, best so far). The bar is
+printed, not redrawn in place: launchers write their jobs' logs to the same terminal at any moment,
+which a live display would garble.
 
 optimization_results.yaml has the official hydra-optuna-sweeper's keys, so tools that read it keep
 working; trials.csv ranks every trial of the study (from every process that worked on it);
@@ -15,6 +18,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 
 from runs import attrs
 from runs.files import BEST_OVERRIDES_FILE, SWEEP_RESULTS_FILE, TRIALS_FILE
@@ -22,6 +27,7 @@ from runs.files import BEST_OVERRIDES_FILE, SWEEP_RESULTS_FILE, TRIALS_FILE
 
 _STATE_STYLE = {TrialState.COMPLETE: "green", TrialState.PRUNED: "yellow", TrialState.FAIL: "red"}
 _console = Console(highlight=False)
+BAR_WIDTH = 40
 
 
 def print_progress(
@@ -45,6 +51,18 @@ def print_progress(
     if reason and trial.state != TrialState.COMPLETE and "copy_of" not in trial.user_attrs:
         line += f" | {reason}"
     _console.print(line, soft_wrap=True)
+    if _console.is_terminal:
+        _console.print(_progress_bar(finished, n_trials, best))
+
+
+def _progress_bar(finished: int, n_trials: int, best: FrozenTrial | None) -> Table:
+    """`━━━━━━━━━╸━━━━━━━  3/6 trials, best 4.728 (trial 2)`"""
+    row = Table.grid(padding=(0, 2))
+    summary = f"{finished}/{n_trials} trials"
+    if best is not None:
+        summary += f", best {best.value:.4g} (trial {best.number})"
+    row.add_row(ProgressBar(total=n_trials, completed=min(finished, n_trials), width=BAR_WIDTH), summary)
+    return row
 
 
 def write_outputs(study: optuna.Study, sweep_dir: str) -> dict[str, Path]:

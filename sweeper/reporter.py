@@ -9,7 +9,7 @@ from __future__ import annotations
 import optuna
 from optuna.pruners import BasePruner, NopPruner
 
-from runs.storage import open_storage
+from runs.storage import process_storage
 from sweeper.storage import storage_url_from_env
 
 
@@ -26,7 +26,7 @@ class TrialReporter:
     ) -> None:
         study = optuna.load_study(
             study_name=study_name,
-            storage=open_storage(storage_url_from_env()),
+            storage=process_storage(storage_url_from_env()),
             pruner=pruner if pruner is not None else NopPruner(),
             # never samples; a passive sampler keeps Trial() from touching sampler state (grid ids)
             sampler=optuna.samplers.RandomSampler(),

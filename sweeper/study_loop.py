@@ -27,7 +27,7 @@ from optuna.samplers import GridSampler
 from optuna.trial import Trial, TrialState
 
 from runs import attrs
-from runs.storage import StorageError, mask_password, open_storage, storage_lock
+from runs.storage import StorageError, mask_password, process_storage, storage_lock
 from sweeper import preflight
 from sweeper.ablation import enqueue_ablations
 from sweeper.devices import plan_devices, visible_gpus
@@ -132,7 +132,7 @@ class StudyLoop:
         unit = OmegaConf.select(self.config, "smoothing.unit")
         if unit is not None:
             study.set_user_attr(attrs.UNIT, str(unit))
-        with storage_lock(url):
+        with storage_lock(url, self.study_name):
             enqueue_ablations(study, self.ablations, space, extender, self.config, self.n_trials)
             requeue_trials_ended_by_scheduler(study)
         try:
@@ -150,10 +150,10 @@ class StudyLoop:
             sampler_conf["search_space"] = space.grid()
         pruner = instantiate(OmegaConf.to_container(self.pruner_conf, resolve=True))
         try:
-            storage = open_storage(url)
+            storage = process_storage(url)
         except StorageError as error:
             raise SweepError(f"hydra.sweeper.storage: {error}") from None
-        with storage_lock(url):
+        with storage_lock(url, self.study_name):
             study = optuna.create_study(
                 study_name=self.study_name,
                 storage=storage,
@@ -185,7 +185,7 @@ class StudyLoop:
         self, study: optuna.Study, space: SearchSpace, extender: SpaceExtender | None, devices: list[str] | None, url: str
     ) -> None:
         while True:
-            with storage_lock(url):
+            with storage_lock(url, self.study_name):
                 fail_trials_of_dead_processes(study, self.process, self.lease_grace_s)
                 batch = [] if _grid_exhausted(study) else self._ask_batch(study, space, extender)
             if batch:

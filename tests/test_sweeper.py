@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -35,13 +36,20 @@ SAMPLERS = ["tpe", "random", "cmaes", "gp", "nsgaii", "grid"]
 PRUNERS = ["median", "successive_halving", "hyperband", "patient", "none"]
 
 
-def sweep(tmp_path: Path, *overrides: str, storage: str | None = None, wait: bool = True, check: bool = True):
-    """`app.py -m hydra/sweeper=lorasweep ...` in a subprocess, its study under tmp_path."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_TEST_OUT": str(tmp_path / "out")}
+def sweep_command(tmp_path: Path, *overrides: str, storage: str | None = None,
+                  extra_env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `app.py -m hydra/sweeper=lorasweep ...`, its study under tmp_path."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_TEST_OUT": str(tmp_path / "out"), **(extra_env or {})}
     args = [sys.executable, str(APP), "-m", "hydra/sweeper=lorasweep", f"hydra.sweeper.storage_dir={tmp_path}/sweeps"]
     if storage:
         args.append(f"hydra.sweeper.storage={storage}")
-    command = args + list(overrides)
+    return args + list(overrides), env
+
+
+def sweep(tmp_path: Path, *overrides: str, storage: str | None = None, wait: bool = True, check: bool = True,
+          extra_env: dict[str, str] | None = None):
+    """The sweep in a subprocess, its output piped."""
+    command, env = sweep_command(tmp_path, *overrides, storage=storage, extra_env=extra_env)
     if not wait:
         return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
@@ -431,21 +439,55 @@ def test_a_trial_that_finished_while_its_sweep_process_was_gone_is_adopted_not_r
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "journal"])
-def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backend):
-    storage = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else f"journal:{tmp_path}/shared.log"
-    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.5", "hydra.sweeper.study_name=shared",
+@pytest.mark.parametrize("backend", ["sqlite", "journal", pytest.param("postgresql", marks=pytest.mark.cluster)])
+def test_two_sweep_processes_on_one_storage_run_exactly_n_trials(tmp_path, backend, request):
+    """The lock that keeps the total exact lives with the storage (a file beside it, or a PostgreSQL
+    advisory lock), so it holds for processes on any machine."""
+    storages = {"sqlite": f"sqlite:///{tmp_path}/shared.db", "journal": f"journal:{tmp_path}/shared.log"}
+    storage = storages.get(backend) or request.getfixturevalue("postgres_url")
+    name = f"shared-{uuid.uuid4().hex[:8]}"  # a PostgreSQL database outlives the test
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=7", "sleep_s=0.5", f"hydra.sweeper.study_name={name}",
                "hydra/sweeper/lorasweep_pruner=none")
-    first = sweep(tmp_path, *command, storage=storage, wait=False)
-    second = sweep(tmp_path, *command, storage=storage, wait=False)
-    for process in (first, second):
+    processes = []
+    for host in ("host-a", "host-b"):  # a temp dir each, as on two machines: no lock may live there
+        (tmp_path / host).mkdir()
+        processes.append(sweep(tmp_path, *command, storage=storage, wait=False, extra_env={"TMPDIR": str(tmp_path / host)}))
+    for process in processes:
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output[-3000:]
-    trials = load(tmp_path, "shared", storage).get_trials()
+    trials = load(tmp_path, name, storage).get_trials()
     assert len(trials) == 7
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.number for t in trials) == list(range(7))
     assert len({t.user_attrs["process"] for t in trials}) == 2  # both processes did some of the work
+
+
+@pytest.mark.slow
+def test_a_terminal_gets_a_sweep_progress_bar_and_a_pipe_plain_lines(tmp_path):
+    overrides = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=2", "hydra/sweeper/lorasweep_pruner=none")
+    piped = sweep(tmp_path, *overrides)
+    assert re.search(r"\[2/2\] trial 1 COMPLETE", piped.stdout) and "━" not in piped.stdout
+
+    command, env = sweep_command(tmp_path, *overrides, "hydra.sweeper.n_trials=3")
+    for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE"):  # rich's overrides of its own terminal detection
+        env.pop(forcing, None)
+    terminal, secondary = os.openpty()
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=secondary,
+                               stderr=secondary, start_new_session=True)
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # EIO: the sweep closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(terminal)
+    assert process.wait(timeout=300) == 0, output.decode(errors="replace")[-3000:]
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))
+    assert "━" in text and re.search(r"3/3 trials, best [0-9.e+-]+ \(trial \d\)", text)
 
 
 # --- launchers and devices ---------------------------------------------------------------------------------
