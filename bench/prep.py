@@ -1,10 +1,13 @@
 """Data preparation cost: a yiliao-sized set (436k rows) through the project's own path
 (sft.data.prepare_datasets: LLaMA-Factory's rules, the Qwen2.5 tokenizer rebuilt offline, the on-disk
 cache), then the same call again, as every later trial of a sweep makes it: that one must hit the cache.
+Beside it, LLaMA-Factory 0.9.5's own preprocessing of the same rows (its `get_dataset`, in its own venv,
+bench.vs_llamafactory's, built once under the cache dir) with as many workers, and whether both gave the
+same ids for every row. Last, the start overhead of cached in-process trials.
 
     python -m bench.prep                   # 436k rows, every core this process may use
     python -m bench.prep --rows 50000      # quicker
-    python -m bench.prep --json prep.json
+    python -m bench.prep --skip-llamafactory --json prep.json
 
 The rows are generated: Chinese consultation text cut from the demo generator's sentences to lengths
 drawn from the yiliao distribution (question median ~50 characters, answer ~150, lognormal), written as
@@ -18,13 +21,18 @@ import json
 import math
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.llamafactory_prep import ids_digest
 from bench.throughput import ANSWER_CHARS, QUESTION_CHARS
+from bench.vs_llamafactory import llamafactory_venv
 
+ROOT = Path(__file__).resolve().parents[1]
 YILIAO_ROWS = 436_000
 DATASET_NAME = "yiliao_bench"
 
@@ -63,7 +71,7 @@ def yiliao_task(data_dir: Path) -> Any:
     """conf/task/yiliao.yaml (cutoff, template, system) on the generated set, every row kept."""
     from omegaconf import OmegaConf
 
-    task = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "task" / "yiliao.yaml")
+    task = OmegaConf.load(ROOT / "conf" / "task" / "yiliao.yaml")
     task.dataset = [DATASET_NAME]
     task.dataset_dir = str(data_dir)
     task.max_samples = None
@@ -75,8 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=YILIAO_ROWS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", help="where the data, caches and tokenizer go (default: a new temporary dir)")
+    parser.add_argument("--cache-dir", default=os.environ.get("LORASWEEP_CACHE", str(ROOT / ".cache")),
+                        help="where LLaMA-Factory's venv and the Qwen2.5 tokenizer are built once")
+    parser.add_argument("--skip-llamafactory", action="store_true", help="time the project's path only")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    cache_dir = Path(args.cache_dir).expanduser().resolve()
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="lorasweep-prep-"))
     # datasets' own Arrow cache of the JSON file goes here too, so the first run starts cold; set before
     # datasets is first imported, which reads it at import
@@ -90,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     path = write_yiliao_set(work_dir / "data", args.rows, args.seed)
     generated = time.perf_counter() - started
-    tokenizer = AutoTokenizer.from_pretrained(ensure_qwen2_tokenizer(work_dir / "cache"))
+    tokenizer_dir = ensure_qwen2_tokenizer(cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     task = yiliao_task(work_dir / "data")
     timings = []
     for _ in range(2):
@@ -107,6 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"first run (read + tokenize + cache): {timings[0]:7.1f} s  {report['rows_per_s']:8.0f} rows/s  "
           f"({rows} rows kept, {tokens / max(1, rows):.0f} tokens per row)")
     print(f"second run (cache hit):              {timings[1]:7.1f} s")
+    if not args.skip_llamafactory:
+        lf = llamafactory_prep(cache_dir, work_dir, tokenizer_dir, task, cores)
+        same = lf["digests"] == [ids_digest(ids) for ids in prepared.train["input_ids"]]
+        report.update(llamafactory_s=lf["seconds"], llamafactory_rows=len(lf["digests"]), same_ids=same)
+        print(f"LLaMA-Factory 0.9.5 (read + tokenize, {cores} workers): {lf['seconds']:7.1f} s  "
+              f"{args.rows / lf['seconds']:8.0f} rows/s  ({len(lf['digests'])} rows); ours takes "
+              f"{timings[0] / lf['seconds']:.2f}x its time; same ids for every row: {'yes' if same else 'NO'}")
     report["trial_start_s"] = trial_start_overhead(work_dir)
     print("trial start inside a sweep (recipe start to first optimizer step, tiny model, basic launcher): "
           + ", ".join(f"{seconds:.2f} s" for seconds in report["trial_start_s"]))
@@ -115,18 +135,35 @@ def main(argv: list[str] | None = None) -> None:
             json.dump(report, handle, indent=2, default=str)
 
 
+def llamafactory_prep(cache_dir: Path, work_dir: Path, tokenizer_dir: Path, task: Any, workers: int) -> dict[str, Any]:
+    """LLaMA-Factory's get_dataset on the same data dir, template and cutoff, in its venv (bench/llamafactory_prep.py),
+    with its own datasets cache so that our run's Arrow copy of the JSON file does not serve it."""
+    config = {
+        "model_name_or_path": str(tokenizer_dir), "stage": "sft", "do_train": True, "finetuning_type": "lora",
+        "dataset": DATASET_NAME, "dataset_dir": str(task.dataset_dir), "template": task.template, "cutoff_len": int(task.cutoff_len),
+        "overwrite_cache": True, "preprocessing_num_workers": workers, "output_dir": str(work_dir / "lf_output"), "report_to": "none",
+    }
+    config_path, result_path = work_dir / "lf_prep.json", work_dir / "lf_prep_result.json"
+    config_path.write_text(json.dumps(config))
+    env = {**os.environ, "HF_DATASETS_CACHE": str(work_dir / "lf_hf_datasets"), "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
+    log = work_dir / "lf_prep.log"
+    with log.open("w") as handle:
+        result = subprocess.run([str(llamafactory_venv(cache_dir)), str(ROOT / "bench" / "llamafactory_prep.py"), str(config_path), str(result_path)],
+                                env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        sys.exit(f"LLaMA-Factory's preprocessing failed ({result.returncode}); its output is in {log}")
+    return json.loads(result_path.read_text())
+
+
 def trial_start_overhead(work_dir: Path, trials: int = 3) -> list[float]:
     """A Hydra grid of `trials` tiny quickstart runs in one process (the basic launcher, as an
     in-process sweep runs them); each result.json says how long its trial took to reach its first
     optimizer step. The first pays the tokenization and tiny-model build; later ones hit the caches."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
     sweep_dir = work_dir / "grid"
     seeds = ",".join(str(seed) for seed in range(trials))
     subprocess.run(
-        [sys.executable, str(root / "train.py"), "-m", "experiment=quickstart", "trainer.max_steps=2", "task.val_size=0",
+        [sys.executable, str(ROOT / "train.py"), "-m", "experiment=quickstart", "trainer.max_steps=2", "trainer.logging_steps=1", "task.val_size=0",
          f"trainer.seed={seeds}", f"hydra.sweep.dir={sweep_dir}"],
         check=True, capture_output=True, env={**os.environ, "PROJECT_ROOT": str(work_dir), "LORASWEEP_CACHE": str(work_dir / "cache")},
     )

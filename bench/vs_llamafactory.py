@@ -1,7 +1,8 @@
 """lorasweep's `python train.py` against LLaMA-Factory 0.9.5 on a CPU, side by side in one run: the same tiny
 model dir, the same demo_yiliao data, the same settings (LoRA r16 alpha16 dropout 0.01 on all linear layers,
 batch 4, accumulation 1, cutoff 256, lr 5e-5 with a linear schedule and no warm-up, fp32, no gradient
-checkpointing, seed 42, 60 steps, OMP_NUM_THREADS=1), runs alternating. Prints samples/s, wall time and the
+checkpointing, seed 42, 60 steps, the samples in file order on both sides, OMP_NUM_THREADS=1), runs
+alternating. Prints samples/s, wall time and the
 largest difference between the loss curves, for lorasweep padding-free (the default) and padded.
 
     python -m bench.vs_llamafactory              # 2 rounds; builds LLaMA-Factory's venv first if absent
@@ -56,7 +57,7 @@ def llamafactory_config(model_dir: Path, output_dir: Path) -> dict[str, Any]:
         "overwrite_cache": True, "output_dir": str(output_dir), "logging_steps": 1, "save_strategy": "no",
         "per_device_train_batch_size": BATCH, "gradient_accumulation_steps": 1, "learning_rate": LR,
         "lr_scheduler_type": "linear", "warmup_steps": 0, "max_steps": STEPS, "seed": SEED,
-        "disable_gradient_checkpointing": True, "report_to": "none", "plot_loss": False,
+        "disable_gradient_checkpointing": True, "disable_shuffling": True, "report_to": "none", "plot_loss": False,
     }
 
 
@@ -64,7 +65,7 @@ def ours_overrides(run_dir: Path, cache_dir: Path) -> list[str]:
     return ["model=tiny", "task=demo", f"task.cutoff_len={CUTOFF}", "task.val_size=0", "lora.rank=16", "lora.alpha=16",
             "lora.dropout=0.01", "lora.target=all", f"trainer.per_device_batch_size={BATCH}", "trainer.gradient_accumulation_steps=1",
             f"optimizer.lr={LR}", "scheduler=linear", "scheduler.warmup_steps=0", "trainer.precision=fp32",
-            f"trainer.max_steps={STEPS}", "trainer.logging_steps=1", f"trainer.save_steps={10 * STEPS}", f"trainer.seed={SEED}",
+            f"trainer.max_steps={STEPS}", "trainer.shuffle=false", "trainer.logging_steps=1", f"trainer.save_steps={10 * STEPS}", f"trainer.seed={SEED}",
             f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}"]
 
 

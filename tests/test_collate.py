@@ -133,6 +133,37 @@ def test_padding_free_lora_forward_backward_matches_padded_gradients():
 
 
 @pytest.mark.parametrize("collator", [PaddedCollator(pad_token_id=PAD), PaddingFreeCollator()])
+def test_trainer_loss_on_label_logits_only_matches_the_full_loss_and_gradients(tmp_path, collator):
+    """SFTTrainer projects to the vocabulary at label positions only; the loss and every LoRA gradient
+    must be those of the model's own loss over all logits."""
+    from transformers import TrainingArguments
+
+    from sft.callbacks import SeenCounter
+    from sft.stream import StreamSampler
+    from sft.trainer import SFTTrainer
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    model = get_peft_model(tiny_qwen2(SDPA_VARLEN), lora).train()
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=True)
+    trainer = SFTTrainer(model=model, args=args, counter=SeenCounter(), stream=StreamSampler(1, 1, 0, False))
+    assert trainer.logits_at_labels_only
+    batch = collator(make_examples(LENGTHS))
+    batch.pop(SAMPLE_COUNT_KEY, None)
+    items = int((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
+    losses, gradients = [], []
+    for label_logits_only in (False, True):
+        trainer.logits_at_labels_only = label_logits_only
+        model.zero_grad()
+        loss = trainer.compute_loss(model, batch, num_items_in_batch=torch.tensor(items))
+        loss.backward()
+        losses.append(loss.item())
+        gradients.append({name: param.grad.clone() for name, param in model.named_parameters() if param.requires_grad})
+    assert losses[1] == pytest.approx(losses[0], abs=1e-6)
+    for name in gradients[0]:
+        assert torch.allclose(gradients[1][name], gradients[0][name], atol=1e-6), name
+
+
+@pytest.mark.parametrize("collator", [PaddedCollator(pad_token_id=PAD), PaddingFreeCollator()])
 def test_empty_batch_is_refused(collator):
     with pytest.raises(ValueError, match="empty batch"):
         collator([])
