@@ -99,12 +99,12 @@ EOF
     sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
 }
 
-write_slurm_conf() {
+write_slurm_conf() {  # running daemons are stopped when it changes (start_slurm starts them)
     local host cpus memory
     host=$(hostname -s)
     cpus=$(nproc)
     memory=$(( $(free -m | awk '/^Mem:/ {print $2}') - 1024 ))
-    cat >/etc/slurm/slurm.conf <<EOF
+    cat >/etc/slurm/slurm.conf.new <<EOF
 ClusterName=$CLUSTER
 SlurmctldHost=$host(127.0.0.1)
 AuthType=auth/munge
@@ -127,9 +127,25 @@ JobCompType=jobcomp/none
 ReturnToService=2
 MinJobAge=600
 KillWait=10
+# a requeued job (a time limit, a preemption) waits cred_expire seconds before it may start again (120
+# by default), and then for the main scheduling loop, which runs every sched_interval seconds (60 by
+# default; the backfill loop does not look at a job whose begin time just passed): both kept short
+AuthInfo=cred_expire=20
+SchedulerParameters=sched_interval=5
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
+    if cmp -s /etc/slurm/slurm.conf.new /etc/slurm/slurm.conf; then
+        rm /etc/slurm/slurm.conf.new
+        return 0
+    fi
+    mv /etc/slurm/slurm.conf.new /etc/slurm/slurm.conf
+    if scontrol ping 2>/dev/null | grep -q UP; then  # AuthInfo is read at start only: restart the daemons
+        say "slurm.conf changed: restarting slurmctld and slurmd (running jobs go on)"
+        scontrol shutdown
+        wait_for $WAIT_S "slurmctld to stop" sh -c '! scontrol ping | grep -q UP'
+        wait_for $WAIT_S "slurmd to stop" sh -c '! pgrep -F /run/slurmd.pid'
+    fi
 }
 
 start_slurm() {

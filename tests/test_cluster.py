@@ -3,6 +3,7 @@ model, each trial a SLURM job on this machine. `.ci/services.sh` starts both; wi
 skip (and fail in CI). Kept to a few tiny trials, since every job pays Python's and torch's start."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def rank(storage: str, name: str) -> str:
 
 
 def assert_trained_once(study: optuna.Study, n_trials: int) -> None:
+    """Exactly n_trials finished, no parameter set among them twice."""
     trials = study.get_trials()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == n_trials, [(t.number, t.state, t.user_attrs.get("reason")) for t in trials]
@@ -45,17 +47,22 @@ def assert_trained_once(study: optuna.Study, n_trials: int) -> None:
     assert len(set(params)) == len(params)
 
 
-def sweep_through_slurm(storage: str, tmp_path: Path, cache_dir: Path, env: dict[str, str]) -> None:
-    """4 trials, 2 at a time, as SLURM job arrays; every trial finished once, and analysis ranks the study."""
+def assert_ranked(storage: str, name: str, n_trials: int) -> None:
+    """analysis ranks the study from the storage alone."""
+    ranked = rank(storage, name)
+    assert all(f"trial-{number}" in ranked for number in range(n_trials)), ranked
+
+
+def sweep_through_slurm(storage: str, n_trials: int, tmp_path: Path, cache_dir: Path, env: dict[str, str]) -> None:
+    """n_trials trials, 2 at a time, as SLURM job arrays; every trial finished once, and analysis ranks the study."""
     name = study_name()
     overrides = ["-m", *TINY, *SLURM, "hydra/sweeper=lorasweep", f"hydra.sweeper.study_name={name}",
-                 "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra/sweeper/lorasweep_sampler=random",
+                 f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=2", "hydra/sweeper/lorasweep_sampler=random",
                  "optimizer.lr=tag(log, interval(1e-4, 4e-3))"]
-    run_train(overrides, tmp_path, cache_dir, timeout=1200, extra_env=env)
+    run_train(overrides, tmp_path, cache_dir, timeout=1800, extra_env=env)
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
-    assert_trained_once(study, 4)
-    ranked = rank(storage, name)
-    assert all(f"trial-{number}" in ranked for number in range(4))
+    assert_trained_once(study, n_trials)
+    assert_ranked(storage, name, n_trials)
     (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
     assert (sweep_dir / "trials.csv").is_file()
     assert list((sweep_dir / ".submitit").iterdir())  # the jobs went through SLURM
@@ -63,12 +70,12 @@ def sweep_through_slurm(storage: str, tmp_path: Path, cache_dir: Path, env: dict
 
 def test_a_sweep_through_submitit_slurm_on_a_journal_file(tmp_path, cache_dir, slurm, tiny_model_dir):
     storage = f"journal:{tmp_path}/shared/study.log"
-    sweep_through_slurm(storage, tmp_path, cache_dir, {"LORASWEEP_STORAGE": storage})
+    sweep_through_slurm(storage, 4, tmp_path, cache_dir, {"LORASWEEP_STORAGE": storage})
 
 
 def test_a_sweep_through_submitit_slurm_on_postgresql(tmp_path, cache_dir, slurm, postgres_url, tiny_model_dir):
-    """The password comes from PGPASSFILE: the URL that jobs inherit holds none."""
-    sweep_through_slurm(postgres_url, tmp_path, cache_dir, {"LORASWEEP_STORAGE": postgres_url})
+    """6 trials, as the issue asks. The password comes from PGPASSFILE: the URL that jobs inherit holds none."""
+    sweep_through_slurm(postgres_url, 6, tmp_path, cache_dir, {"LORASWEEP_STORAGE": postgres_url})
 
 
 def train_command(overrides: list[str], project_root: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
@@ -117,10 +124,10 @@ def test_scancel_fails_one_trial_the_sweep_goes_on_and_the_same_command_reruns_i
 
 
 
-def test_worker_mode_two_array_tasks_share_one_study(tmp_path, cache_dir, tiny_model_dir, slurm):
+def test_worker_mode_two_array_tasks_share_one_study_on_postgresql(tmp_path, cache_dir, tiny_model_dir, slurm, postgres_url):
+    """6 trials by 2 array tasks on this one machine, where the sweep's lock keeps the count exact."""
     name = study_name()
-    storage = f"journal:{tmp_path}/shared/{name}.log"
-    overrides = [*TINY, f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=4",
+    overrides = [*TINY, f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.n_trials=6",
                  "hydra/sweeper/lorasweep_sampler=random", "optimizer.lr=tag(log, interval(1e-4, 4e-3))"]
     _, env = train_command([], tmp_path, cache_dir)
     env["LORASWEEP_PYTHON"] = sys.executable
@@ -129,6 +136,62 @@ def test_worker_mode_two_array_tasks_share_one_study(tmp_path, cache_dir, tiny_m
                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("worker-*.out")))
     assert submitted.returncode == 0, logs[-4000:]
-    study = optuna.load_study(study_name=name, storage=open_storage(storage))
-    assert_trained_once(study, 4)
+    study = optuna.load_study(study_name=name, storage=open_storage(postgres_url))
+    assert_trained_once(study, 6)
+    assert_ranked(postgres_url, name, 6)
     assert len(list((tmp_path / "multirun").glob("*/worker-*/trials.csv"))) == 2
+
+
+def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_path, cache_dir, tiny_model_dir, slurm):
+    """Once the trial trains, its job's time limit is cut to the first whole minute at least 60 s away:
+    with signal_delay_s=120 the job is then inside its warning window, so SLURM signals it at its next
+    time-limit check (every 30 s). The trial checkpoints, submitit requeues the job, the test gives the
+    waiting job a long limit again (a requeued job keeps its limit), and the requeued job resumes into
+    the same run dir. The training is long enough to outlast SLURM's 30 s on an idle machine;
+    `.ci/services.sh` shortens SLURM's wait before a requeued job starts again."""
+    name = study_name()
+    storage = f"journal:{tmp_path}/shared/{name}.log"
+    training = ["experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=960", "trainer.logging_steps=4",
+                "trainer.save_steps=1000"]
+    reference = tmp_path / "reference"
+    command, env = train_command([*training, "optimizer.lr=2e-3", f"hydra.run.dir={reference}"], tmp_path, cache_dir)
+    uninterrupted_run = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    overrides = ["-m", *training, *SLURM, "hydra.launcher.signal_delay_s=120", "hydra.launcher.max_num_timeout=1",
+                 "hydra/sweeper=lorasweep", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
+                 "hydra.sweeper.n_trials=1", "hydra.sweeper.ablations=null", "optimizer.lr=choice(2e-3)"]
+    command, env = train_command(overrides, tmp_path, cache_dir)
+    sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        metrics = wait_until(lambda: next(iter((tmp_path / "multirun").glob("*/*/trial-0/metrics.jsonl")), None), "trial 0 training", sweep)
+        run_dir = metrics.parent
+        (folder,) = [p for p in (run_dir.parent / ".submitit").iterdir() if p.name.isdigit()]  # one job: named by its id
+        job_id = folder.name
+        elapsed = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True, text=True, check=True).stdout
+        seconds = sum(int(part) * 60**power for power, part in enumerate(reversed(elapsed.strip().split(":"))))
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={-(-(seconds + 60) // 60)}"], check=True)
+        status = wait_until(lambda: (run_dir / "result.json").is_file() and json.loads((run_dir / "result.json").read_text())["status"],
+                            "result after SLURM's signal", sweep, timeout_s=300)
+        # an hour, so that no second signal comes however busy this machine is
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=60"], check=True)
+        assert status == "interrupted", f"the trial ended {status} before SLURM's signal: train longer (trainer.max_samples_seen)"
+        checkpoint = f"checkpoint-{json.loads((run_dir / 'result.json').read_text())['seen']['steps']}"
+        output, _ = sweep.communicate(timeout=1800)
+        assert sweep.returncode == 0, output[-3000:]
+        _, stderr = uninterrupted_run.communicate(timeout=1800)
+        assert uninterrupted_run.returncode == 0, stderr[-3000:]
+    finally:
+        for process in (sweep, uninterrupted_run):
+            process.kill()
+
+    (trial,) = optuna.load_study(study_name=name, storage=open_storage(storage)).get_trials()
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("reason")
+    states = subprocess.run(["sacct", "-j", job_id, "--duplicates", "-X", "-n", "-o", "State"], capture_output=True, text=True, check=True).stdout
+    assert states.split() == ["REQUEUED", "COMPLETED"], states  # requeued once, by submitit on SLURM's signal
+    assert (run_dir / checkpoint).is_dir()  # saved on the signal, in the run dir the requeued job resumed in
+    resumed, uninterrupted = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
+    assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted]  # continued, no step twice
+    assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
