@@ -48,9 +48,9 @@ def _check_val_size(val_size: Any) -> None:
 
 
 def check_config(cfg: Any) -> None:
-    _check_numbers(cfg)
     """Raises ConfigError for the first setting that cannot work (lora, optimizer, scheduler, trainer, task,
     objective and smoothing values)."""
+    _check_numbers(cfg)
     optimizer, scheduler, trainer, task = cfg.optimizer, cfg.scheduler, cfg.trainer, cfg.task
     _require(float(optimizer.lr) > 0, f"optimizer.lr={optimizer.lr} must be > 0 (the seed used 5e-5)")
     _require(float(optimizer.weight_decay) >= 0, f"optimizer.weight_decay={optimizer.weight_decay} must be >= 0 (0 or 0.01)")
@@ -71,6 +71,9 @@ def check_config(cfg: Any) -> None:
              "no training budget: set trainer.epochs > 0, trainer.max_steps > 0 or trainer.max_samples_seen > 0")
     _require(int(trainer.logging_steps) >= 1, f"trainer.logging_steps={trainer.logging_steps} must be >= 1")
     _require(int(trainer.save_steps) >= 1, f"trainer.save_steps={trainer.save_steps} must be >= 1")
+    cpu_threads = cfg.model.get("cpu_threads")
+    _require(cpu_threads is None or (isinstance(cpu_threads, int) and cpu_threads >= 1),
+             f"model.cpu_threads={cpu_threads} must be a whole number >= 1, or null for torch's default")
     _require(int(cfg.lora.rank) >= 1, f"lora.rank={cfg.lora.rank} must be a positive integer")
     _require(0 <= float(cfg.lora.dropout) < 1, f"lora.dropout={cfg.lora.dropout} must be in [0, 1)")
     _require(int(task.cutoff_len) >= 1, f"task.cutoff_len={task.cutoff_len} must be a positive number of tokens")

@@ -90,6 +90,10 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
     data_seed, train_seed = int(cfg.task.data_seed), int(cfg.trainer.seed)
     transformers.set_seed(train_seed)  # LoRA init and dropout; the data's order and split follow data_seed
     precision = resolve_precision(cfg.trainer.precision)
+    if cfg.model.get("cpu_threads") and not _cuda():
+        import torch
+
+        torch.set_num_threads(int(cfg.model.cpu_threads))
     cache_dir = cfg.paths.cache_dir
     tokenizer = load_tokenizer(cfg.model, cache_dir)
     data = prepare_datasets(cfg.task, tokenizer, cache_dir, seed=data_seed, num_proc=os.cpu_count())
