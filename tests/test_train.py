@@ -22,13 +22,17 @@ TINY = ["model=tiny", "task=demo", "task.max_samples=120", "task.cutoff_len=128"
         "trainer.per_device_batch_size=4", "trainer.logging_steps=2", "trainer.save_steps=10"]
 
 
+reads_finished_run = pytest.mark.xdist_group("finished_run")
+
+
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, cache_dir):
-    """One short run with an eval split, shared by the tests that only read its run dir."""
+    """One short run with an eval split, shared by the tests that only read its run dir (marked
+    `reads_finished_run`, so that under pytest-xdist one worker trains it for them all)."""
     root = tmp_path_factory.mktemp("project")
     run_dir = root / "run"
     run_train([*TINY, "trainer.max_steps=20", "task.val_size=16", "trainer.eval_steps=10", f"hydra.run.dir={run_dir}"], root, cache_dir)
@@ -36,6 +40,7 @@ def finished_run(tmp_path_factory, cache_dir):
 
 
 @pytest.mark.slow
+@reads_finished_run
 def test_run_dir_holds_every_file_of_the_contract(finished_run):
     for name in ("metrics.jsonl", "trainer_log.jsonl", "training_loss.png", "adapter_config.json",
                  "adapter_model.safetensors", "result.json", ".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoint-10"):
@@ -52,6 +57,7 @@ def test_run_dir_holds_every_file_of_the_contract(finished_run):
 
 
 @pytest.mark.slow
+@reads_finished_run
 def test_loss_falls_and_result_holds_the_shared_objective(finished_run):
     metrics = read_jsonl(finished_run / "metrics.jsonl")
     result = json.loads((finished_run / "result.json").read_text())
@@ -65,6 +71,7 @@ def test_loss_falls_and_result_holds_the_shared_objective(finished_run):
 
 
 @pytest.mark.slow
+@reads_finished_run
 def test_saved_adapter_loads_with_peft_and_generates(finished_run, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
