@@ -82,6 +82,15 @@ def postgres_url():
     return url
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """The cluster tests share one small SLURM cluster: under pytest-xdist they all run on one worker,
+    one after the other, as they would without it."""
+    for item in items:
+        if item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
 def pytest_terminal_summary(terminalreporter):
     """How many cluster tests ran, so that a CI log shows they ran rather than skipped."""
     outcomes: dict[str, set[str]] = {}

@@ -1,17 +1,22 @@
 """Bad input, as a new user types it: each case exits non-zero with one message that names the key or
 file, and no traceback on the console. Most cases stop before torch is imported (config values, data
-files, the sweep's own refusals), so each takes about a second; the end-to-end ones are marked slow."""
+files, the sweep's own refusals); the table runs train.py's main in this process, as `python train.py`
+runs it, and a few of its cases again as a real process; the end-to-end ones are marked slow."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import optuna  # noqa: F401  imported before any run here: its log handler keeps the stderr it first sees
 import pytest
+from hydra.core.global_hydra import GlobalHydra
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "tests" / "sweeper_app" / "app.py"
@@ -80,18 +85,71 @@ CASES = [
 ]
 
 
-def run(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+# a config value, a data file and a sweep's refusal: the table's cases that also run as a real process
+IN_A_PROCESS = [(args, named) for args, named in CASES
+                if args in (["optimizer.lr=abc"], ["task.dataset_dir={data}", "task.dataset=[empty]"], SWEEP)]
+
+
+def user_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a user's shell: outputs under tmp_path, none of the variables that change the
+    console or the data and storage found."""
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "LORASWEEP_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
     for name in ("HYDRA_FULL_ERROR", "LLAMAFACTORY_DATA_DIR", "LORASWEEP_STORAGE"):
         env.pop(name, None)
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+    return env
+
+
+def run(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=user_env(tmp_path),
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize(("args", "named"), CASES, ids=[" ".join(args) for args, _ in CASES])
-def test_bad_input_is_refused_in_one_clear_line(tmp_path, args, named):
+def run_here(args: list[str], tmp_path: Path, capfd: pytest.CaptureFixture) -> tuple[int, str]:
+    """`python train.py ARGS` in this process (train.py as __main__, its console captured at the file
+    descriptors): its exit code and console. An exception that escapes train.py escapes here too and
+    fails the test, as it would print a traceback in a shell. The environment, Hydra's global state and
+    the logging handlers Hydra sets up are put back afterwards."""
+    saved_env, saved_argv, saved_cwd = os.environ.copy(), sys.argv, os.getcwd()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    os.environ.clear()
+    os.environ.update(user_env(tmp_path))
+    sys.argv = [str(ROOT / "train.py"), *args]
+    os.chdir(tmp_path)
+    capfd.readouterr()
+    try:
+        runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
+        code, exit_message = 0, ""
+    except SystemExit as stop:  # sys.exit(str) prints the string and exits 1, as Python does
+        code, exit_message = (stop.code or 0, "") if isinstance(stop.code, int | None) else (1, str(stop.code))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        GlobalHydra.instance().clear()
+    out, err = capfd.readouterr()
+    return code, out + err + exit_message
+
+
+def with_paths(args: list[str], tmp_path: Path) -> list[str]:
     data = bad_data_dir(tmp_path)
-    result = run([arg.replace("{data}", str(data)).replace("{tmp}", str(tmp_path)) for arg in args], tmp_path)
+    return [arg.replace("{data}", str(data)).replace("{tmp}", str(tmp_path)) for arg in args]
+
+
+@pytest.mark.parametrize(("args", "named"), CASES, ids=[" ".join(args) for args, _ in CASES])
+def test_bad_input_is_refused_in_one_clear_line(tmp_path, capfd, args, named):
+    code, console = run_here(with_paths(args, tmp_path), tmp_path, capfd)
+    assert code != 0, console
+    assert "Traceback" not in console, console
+    assert named in console, console
+
+
+@pytest.mark.parametrize(("args", "named"), IN_A_PROCESS, ids=[" ".join(args) for args, _ in IN_A_PROCESS])
+def test_bad_input_is_refused_in_one_clear_line_by_a_real_process(tmp_path, args, named):
+    result = run(with_paths(args, tmp_path), tmp_path)
     console = result.stdout + result.stderr
     assert result.returncode != 0, console
     assert "Traceback" not in console, console

@@ -12,6 +12,8 @@ from judge.cli import main
 from judge.metrics import SCORERS, classification, rouge_l_chars, triples
 from tests.conftest import run_train
 
+pytestmark = pytest.mark.xdist_group("judge")  # under pytest-xdist one worker trains the sweep for them all
+
 TRAIN = ["-m", "experiment=quickstart", "task=cate,spo", "task.dataset=[demo_${task.name}]", "task.max_samples=80",
          "task.val_size=12", "trainer.max_steps=8", "trainer.logging_steps=2", "trainer.eval_steps=4", "trainer.save_steps=100"]
 

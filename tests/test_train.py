@@ -22,20 +22,29 @@ TINY = ["model=tiny", "task=demo", "task.max_samples=120", "task.cutoff_len=128"
         "trainer.per_device_batch_size=4", "trainer.logging_steps=2", "trainer.save_steps=10"]
 
 
+reads_finished_run = pytest.mark.xdist_group("finished_run")
+
+
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+FINISHED = [*TINY, "trainer.max_steps=20", "task.val_size=16", "trainer.eval_steps=10"]
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, cache_dir):
-    """One short run with an eval split, shared by the tests that only read its run dir."""
+    """One short run with an eval split, shared by the tests that only read its run dir or compare another
+    run to it (marked `reads_finished_run`, so that under pytest-xdist one worker trains it for them all).
+    resume=true on a run dir without a checkpoint yet trains from step 0 (a new trial of a sweep)."""
     root = tmp_path_factory.mktemp("project")
     run_dir = root / "run"
-    run_train([*TINY, "trainer.max_steps=20", "task.val_size=16", "trainer.eval_steps=10", f"hydra.run.dir={run_dir}"], root, cache_dir)
+    run_train([*FINISHED, "trainer.resume=true", f"hydra.run.dir={run_dir}"], root, cache_dir)
     return run_dir
 
 
 @pytest.mark.slow
+@reads_finished_run
 def test_run_dir_holds_every_file_of_the_contract(finished_run):
     for name in ("metrics.jsonl", "trainer_log.jsonl", "training_loss.png", "adapter_config.json",
                  "adapter_model.safetensors", "result.json", ".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoint-10"):
@@ -52,6 +61,7 @@ def test_run_dir_holds_every_file_of_the_contract(finished_run):
 
 
 @pytest.mark.slow
+@reads_finished_run
 def test_loss_falls_and_result_holds_the_shared_objective(finished_run):
     metrics = read_jsonl(finished_run / "metrics.jsonl")
     result = json.loads((finished_run / "result.json").read_text())
@@ -65,6 +75,7 @@ def test_loss_falls_and_result_holds_the_shared_objective(finished_run):
 
 
 @pytest.mark.slow
+@reads_finished_run
 def test_saved_adapter_loads_with_peft_and_generates(finished_run, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -77,24 +88,28 @@ def test_saved_adapter_loads_with_peft_and_generates(finished_run, tiny_model_di
     assert output.shape[1] > inputs["input_ids"].shape[1]
 
 
+def curve(run_dir: Path) -> list[tuple]:
+    """(step, samples, loss, eval_loss) of each metrics line; None where a line has no such field."""
+    return [(m["step"], m.get("samples"), m.get("loss"), m.get("eval_loss")) for m in read_jsonl(run_dir / "metrics.jsonl")]
+
+
 @pytest.mark.slow
-def test_same_seed_same_curve_and_resume_continues_with_the_same_data(tmp_path, cache_dir):
-    first, second = tmp_path / "first", tmp_path / "second"
-    run_train([*TINY, "trainer.max_steps=20", f"hydra.run.dir={first}"], tmp_path, cache_dir)
-    run_train([*TINY, "trainer.max_steps=20", f"hydra.run.dir={second}"], tmp_path, cache_dir)
-    assert read_jsonl(first / "metrics.jsonl") and [m["loss"] for m in read_jsonl(first / "metrics.jsonl")] == [
-        m["loss"] for m in read_jsonl(second / "metrics.jsonl")]
+@reads_finished_run
+def test_same_seed_same_curve_and_resume_continues_with_the_same_data(finished_run, tmp_path, cache_dir):
+    second = tmp_path / "second"
+    run_train([*FINISHED, f"hydra.run.dir={second}"], tmp_path, cache_dir)
+    assert curve(finished_run) and curve(second) == curve(finished_run)
     # stop "second" after its step-10 checkpoint, then resume it
     shutil.rmtree(second / "checkpoint-20")
     (second / "result.json").unlink()
     with (second / "metrics.jsonl").open("a") as metrics:
         metrics.write('{"step": 21, "samp')  # a line cut off when the process was killed
-    run_train([*TINY, "trainer.max_steps=20", f"hydra.run.dir={second}", "trainer.resume=true"], tmp_path, cache_dir)
-    resumed = read_jsonl(second / "metrics.jsonl")
-    uninterrupted = read_jsonl(first / "metrics.jsonl")
-    assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted]
-    assert [m["samples"] for m in resumed] == [m["samples"] for m in uninterrupted]
-    assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
+    run_train([*FINISHED, f"hydra.run.dir={second}", "trainer.resume=true"], tmp_path, cache_dir)
+    resumed, uninterrupted = curve(second), curve(finished_run)
+    assert [line[:2] for line in resumed] == [line[:2] for line in uninterrupted]
+    for column in (2, 3):  # the training loss, then the eval loss
+        assert [line[column] for line in resumed if line[column] is not None] == pytest.approx(
+            [line[column] for line in uninterrupted if line[column] is not None], rel=1e-5)
     assert json.loads((second / "result.json").read_text())["seen"]["steps"] == 20
 
 
