@@ -56,6 +56,7 @@ CASES = [
     (["task.cutoff_len=0"], "task.cutoff_len"),
     (["task.max_samples=0"], "task.max_samples"),
     (["task.val_size=1.5"], "task.val_size"),
+    (["model.cpu_threads=0"], "model.cpu_threads"),
     (["task.val_size=-0.1"], "task.val_size"),
     (["objective=best_loss"], "objective"),
     (["objective=eval_loss"], "task.val_size"),
