@@ -179,7 +179,10 @@ def time_mode(settings: Settings, overrides: list[str], work_dir: Path, profile:
         built.trainer.add_callback(StepProfiler(settings.warmup_steps, title))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    built.trainer.train()
+    try:
+        built.trainer.train()
+    finally:
+        built.stopper.restore()
     (start, samples_before, tokens_before), (end, samples_after, tokens_after) = clock.start, clock.end
     seconds = end - start
     model = built.trainer.model

@@ -41,11 +41,14 @@ class AdapterSet:
     def __init__(self, base: Any, adapters: dict[str, Path]) -> None:
         from peft import PeftModel
 
+        from sft.model import peft_quiet
+
         self.model = base
         for index, (name, path) in enumerate(adapters.items()):
             try:
                 if index == 0:
-                    self.model = PeftModel.from_pretrained(base, str(path), adapter_name=name, is_trainable=False)
+                    with peft_quiet():
+                        self.model = PeftModel.from_pretrained(base, str(path), adapter_name=name, is_trainable=False)
                 else:
                     self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
             except (RuntimeError, ValueError, KeyError) as error:

@@ -43,10 +43,11 @@ def merge_adapter(cfg: Any, adapter_dir: Path, tokenizer: Any, out_dir: Path) ->
     tokenizer: a plain model for AutoModelForCausalLM and any server."""
     from peft import PeftModel
 
-    from sft.model import load_base_model
+    from sft.model import load_base_model, peft_quiet
 
     base = load_base_model(cfg.model, "fp32", cfg.paths.cache_dir)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with peft_quiet():
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))

@@ -51,11 +51,11 @@ class StopOnSignal(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
 
-    def on_train_end(self, args, state, control, **kwargs):
-        self.restore()
-
     def restore(self) -> None:
-        """Put the earlier handlers back (also when training raised)."""
+        """Put the earlier handlers back. The recipe calls it once result.json is written (also when training
+        raised), not at the end of training: a signal between the two is only noted, so it cannot cut the
+        saving of the adapter or of result.json short (under submitit its handler would requeue the job and
+        exit mid-write, leaving no result and a misleading reason)."""
         if self.received is not None and self.received in self.previous:  # restore() runs twice: keep the first
             self.handed_over = self.previous[self.received]
         for signum, handler in self.previous.items():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,16 +116,22 @@ def load_model(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.config.use_cache = False
-    with warnings.catch_warnings():
-        # peft's PeftModel.__init__ reads model.is_gradient_checkpointing, which transformers 5 deprecates
-        # ("FutureWarning: `is_gradient_checkpointing` is deprecated ... Use `is_activation_checkpointing`"):
-        # not ours to act on, and printed once per trial in a sweep
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    with peft_quiet():
         model = get_peft_model(model, lora_config(lora_cfg))
     for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.to(torch.float32)
     return model
+
+
+@contextmanager
+def peft_quiet() -> Iterator[None]:
+    """peft's PeftModel.__init__ reads model.is_gradient_checkpointing, which transformers 5 deprecates
+    ("FutureWarning: `is_gradient_checkpointing` is deprecated ... Use `is_activation_checkpointing`"): not
+    ours to act on, and printed once per trial in a sweep and once per `python -m judge`."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def load_base_model(model_cfg: Any, precision: str, cache_dir: str | Path, attn_implementation: str = "auto") -> Any:

@@ -130,26 +130,40 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
 
 
 def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None, resume: Any) -> dict[str, Any]:
-    from sft.stream import SAMPLE_ID_COLUMN, fingerprint
-
     started = time.time()
     freeze_imported_objects()
     built = build_run(cfg, run_dir, reporter)
+    outcome, stopper = built.outcome, built.stopper
+    checkpoint = find_checkpoint(resume, run_dir)
+    # the logs of an earlier session in this run dir: kept up to the checkpoint, none without one
+    built.run_log.load_previous(checkpoint_step(checkpoint) if checkpoint else 0)
+    if checkpoint:
+        built.counter.restore(checkpoint)
+        log.info("resuming from %s", checkpoint)
+    try:
+        result = _train_and_record(cfg, run_dir, built, checkpoint, started)
+    finally:
+        stopper.restore()
+    if outcome.status == "interrupted":
+        stopper.pass_on()
+        raise TrainingInterrupted(outcome.reason)
+    if outcome.status == "failed":
+        raise TrainingFailed(outcome.reason)
+    return result
+
+
+def _train_and_record(cfg: DictConfig, run_dir: Path, built: BuiltRun, checkpoint: str | None, started: float) -> dict[str, Any]:
+    """Train, then save the adapter, the loss plot and result.json, while the stop signals are only noted."""
+    from sft.stream import SAMPLE_ID_COLUMN, fingerprint
+
     trainer, data, counter, outcome, run_log, wandb_run = built.trainer, built.data, built.counter, built.outcome, built.run_log, built.wandb_run
     budget, unit, time_constant, planned, stopper = built.budget, built.unit, built.time_constant, built.planned, built.stopper
     data_seed, train_seed = int(cfg.task.data_seed), int(cfg.trainer.seed)
-    checkpoint = find_checkpoint(resume, run_dir)
-    # the logs of an earlier session in this run dir: kept up to the checkpoint, none without one
-    run_log.load_previous(checkpoint_step(checkpoint) if checkpoint else 0)
-    if checkpoint:
-        counter.restore(checkpoint)
-        log.info("resuming from %s", checkpoint)
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
         if outcome.status == "completed" and data.eval is not None and (not run_log.records or "eval_loss" not in run_log.records[-1]):
             trainer.evaluate()
     finally:
-        stopper.restore()
         if wandb_run is not None:
             wandb_run.finish()
     if stopper.received is not None and trainer.state.global_step < budget["steps"]:
@@ -192,11 +206,6 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None, resume: An
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     write_result(run_dir, result)
-    if outcome.status == "interrupted":
-        stopper.pass_on()
-        raise TrainingInterrupted(outcome.reason)
-    if outcome.status == "failed":
-        raise TrainingFailed(outcome.reason)
     return result
 
 

@@ -147,11 +147,11 @@ def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_
     with signal_delay_s=120 the job is then inside its warning window, so SLURM signals it at its next
     time-limit check (every 30 s). The trial checkpoints, submitit requeues the job, the test gives the
     waiting job a long limit again (a requeued job keeps its limit), and the requeued job resumes into
-    the same run dir. The training is long enough to outlast SLURM's 30 s on an idle machine;
+    the same run dir. The training (500 steps, about a minute on one idle core) outlasts SLURM's 30 s;
     `.ci/services.sh` shortens SLURM's wait before a requeued job starts again."""
     name = study_name()
     storage = f"journal:{tmp_path}/shared/{name}.log"
-    training = ["experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=960", "trainer.logging_steps=4",
+    training = ["experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=4000", "trainer.logging_steps=4",
                 "trainer.save_steps=1000"]
     reference = tmp_path / "reference"
     command, env = train_command([*training, "optimizer.lr=2e-3", f"hydra.run.dir={reference}"], tmp_path, cache_dir)

@@ -114,6 +114,30 @@ def test_same_seed_same_curve_and_resume_continues_with_the_same_data(finished_r
 
 
 @pytest.mark.slow
+def test_a_stop_signal_after_the_last_step_leaves_the_run_completed(tmp_path, cache_dir):
+    """SLURM's warning signal can land after the last step, while the adapter and result.json are being
+    saved: it is only noted then, so the run is recorded as completed instead of dying mid-write (USR2's
+    default action ends the process, as submitit's handler would after requeueing the job)."""
+    run_dir = tmp_path / "run"
+    probe = ("import os, runpy, signal, sys\n"
+             "import sft.train\n"
+             "plot = sft.train.plot_llamafactory_loss\n"
+             "def plot_then_signal(*args, **kwargs):\n"
+             "    os.kill(os.getpid(), signal.SIGUSR2)\n"
+             "    return plot(*args, **kwargs)\n"
+             "sft.train.plot_llamafactory_loss = plot_then_signal\n"
+             "sys.argv = ['train.py', 'experiment=quickstart', 'trainer.max_steps=4', 'trainer.logging_steps=2', "
+             f"'task.val_size=0', 'hydra.run.dir={run_dir}']\n"
+             "runpy.run_path('train.py', run_name='__main__')\n")
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "LORASWEEP_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    recorded = json.loads((run_dir / "result.json").read_text())
+    assert recorded["status"] == "completed" and recorded["seen"]["steps"] == 4, recorded
+    assert (run_dir / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
 def test_a_stop_signal_checkpoints_and_the_same_command_resumes_the_same_curve(tmp_path, cache_dir):
     """What SLURM does before a time limit (submitit asks for USR2) and what the requeued job does:
     the same command into the same run dir."""
