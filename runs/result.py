@@ -51,3 +51,9 @@ def read_result(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(value, dict):
         return None, f"{path}: expected a JSON object, found {type(value).__name__}"
     return value, None
+
+
+def read_status(run_dir: Path) -> str | None:
+    """The run's status (completed, pruned, failed, interrupted), or None when it has no readable result."""
+    result, _ = read_result(run_dir)
+    return result.get(STATUS) if result else None

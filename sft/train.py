@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runs.files import LOSS_PLOT_FILE
 from runs.loss_plot import plot_llamafactory_loss
-from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, STATUS, TRAIN_SEED, read_result, write_result
+from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, TRAIN_SEED, read_status, write_result
 from runs.smoothing import default_time_constant, objective_from_metrics
 from sft.budget import budget_warnings, check_budget, plan_budget
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
@@ -47,11 +47,6 @@ def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None
     interrupted = read_status(run_dir) == "interrupted"
     with ending_recorded(run_dir, cfg.objective):
         return _train(cfg, run_dir, reporter, resume=True if interrupted else cfg.trainer.resume)
-
-
-def read_status(run_dir: Path) -> str | None:
-    result, _ = read_result(run_dir)
-    return result.get(STATUS) if result else None
 
 
 @dataclass

@@ -75,12 +75,12 @@ def finished_run_outcome(run_dir: str, n_objectives: int) -> JobOutcome | None:
     """How a run ended as its result.json says, if it finished (completed or pruned); else None. For a
     trial whose job ended while no sweep process waited for it."""
     result = read_result(run_dir)
-    status = result.get("status") if result else None
-    if status == "pruned":
-        return JobOutcome(TrialState.PRUNED, None, result.get("reason"), run_dir)
-    if status != "completed":
+    status = result.get(run_result.STATUS) if result else None
+    if status == run_result.PRUNED:
+        return JobOutcome(TrialState.PRUNED, None, result.get(run_result.REASON), run_dir)
+    if status != run_result.COMPLETED:
         return None
-    values, problem = _as_values(result.get("objective"), n_objectives)
+    values, problem = _as_values(result.get(run_result.OBJECTIVE), n_objectives)
     if problem:
         return JobOutcome(TrialState.FAIL, None, problem, run_dir)
     return JobOutcome(TrialState.COMPLETE, values, None, run_dir)

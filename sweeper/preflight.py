@@ -5,7 +5,6 @@ probed trial reports its loss often enough for the pruner to act before its budg
 from __future__ import annotations
 
 import importlib.util
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import Trial
 
+from sft.budget import known_budget, world_size
 from sweeper.errors import SweepError
 from sweeper.overrides import override_key, render_override
 from sweeper.search_space import SearchSpace, SearchSpaceError
@@ -177,17 +177,13 @@ def report_plan(config: DictConfig) -> ReportPlan | None:
 
 
 def trainer_report_plan(trainer: DictConfig) -> ReportPlan | None:
-    """report_plan from the `trainer` node alone."""
-    batch, accumulation = int(trainer.per_device_batch_size), int(trainer.gradient_accumulation_steps)
-    per_step = batch * accumulation
-    if int(trainer.max_samples_seen) > 0 and not bool(trainer.packing):
-        budget = int(trainer.max_samples_seen)
-        steps = math.ceil(math.ceil(budget / batch) / accumulation)
-    elif int(trainer.max_samples_seen) <= 0 and int(trainer.max_steps) > 0:
-        steps = int(trainer.max_steps)
-        budget = steps * per_step
-    else:
+    """report_plan from the `trainer` node alone, on the budget the recipe plans (sft.budget)."""
+    planned = known_budget(trainer)
+    if planned is None:
         return None
+    batch, accumulation = int(trainer.per_device_batch_size), int(trainer.gradient_accumulation_steps)
+    per_step = batch * accumulation * world_size()
+    budget, steps = planned["samples"], planned["steps"]
     every = int(trainer.logging_steps) * max(1, int(trainer.report_every))
     points = [min(step * per_step, budget) for step in range(every, steps + 1, every)]
     interval = (

@@ -22,7 +22,7 @@ from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from runs import attrs
-from sweeper.outcome import finished_run_outcome, trial_outcome
+from sweeper.outcome import TrialOutcome, finished_run_outcome, trial_outcome
 
 
 log = logging.getLogger(__name__)
@@ -107,14 +107,23 @@ def adopt_finished_runs(study: optuna.Study, trial: FrozenTrial) -> bool:
     if not jobs or any(job is None for job in jobs):
         return False
     outcome = trial_outcome([job for job in jobs if job is not None])
-    storage = study._storage  # the trial may belong to a dead process: write through the storage
-    storage.set_trial_user_attr(trial._trial_id, attrs.REASON, outcome.reason)
-    if outcome.spread is not None:
-        storage.set_trial_user_attr(trial._trial_id, attrs.VALUES_PER_SEED, outcome.values_per_seed)
-        storage.set_trial_user_attr(trial._trial_id, attrs.SPREAD, outcome.spread)
+    record_outcome(study, trial._trial_id, outcome)  # the trial may belong to a dead process
     tell(study, trial.number, outcome.state, outcome.values)
     log.info(f"Trial {trial.number} finished while no sweep process waited for it: {outcome.state.name}, from its run dirs")
     return True
+
+
+def record_outcome(study: optuna.Study, trial_id: int, outcome: TrialOutcome) -> None:
+    """A trial's run dirs, reason and spread over repeats, as user attrs, before it is told: written
+    through the storage, so it works for a trial of this process and of a dead one alike."""
+    storage = study._storage
+    storage.set_trial_user_attr(trial_id, attrs.RUN_DIRS, outcome.run_dirs)
+    storage.set_trial_user_attr(trial_id, attrs.REASON, outcome.reason)
+    # always set: a re-run copies the user attrs of the trial it replaces
+    storage.set_trial_user_attr(trial_id, attrs.ENDED_BY_SCHEDULER, outcome.ended_by_scheduler)
+    if outcome.spread is not None:
+        storage.set_trial_user_attr(trial_id, attrs.VALUES_PER_SEED, outcome.values_per_seed)
+        storage.set_trial_user_attr(trial_id, attrs.SPREAD, outcome.spread)
 
 
 def requeue_trials_ended_by_scheduler(study: optuna.Study) -> None:

@@ -42,6 +42,7 @@ from sweeper.recovery import (
     abandon,
     budget_trials,
     fail_trials_of_dead_processes,
+    record_outcome,
     renew_lease,
     requeue_trials_ended_by_scheduler,
     tell,
@@ -287,13 +288,7 @@ class StudyLoop:
         for index, (trial, overrides) in enumerate(batch):
             returned = returns[index * self.repeats : (index + 1) * self.repeats]
             outcome = trial_outcome([job_outcome(job, len(self.directions)) for job in returned])
-            trial.set_user_attr(attrs.RUN_DIRS, outcome.run_dirs)
-            trial.set_user_attr(attrs.REASON, outcome.reason)
-            # always set: a re-run copies the user attrs of the trial it replaces
-            trial.set_user_attr(attrs.ENDED_BY_SCHEDULER, outcome.ended_by_scheduler)
-            if outcome.spread is not None:
-                trial.set_user_attr(attrs.VALUES_PER_SEED, outcome.values_per_seed)
-                trial.set_user_attr(attrs.SPREAD, outcome.spread)
+            record_outcome(study, trial._trial_id, outcome)
             tell(study, trial, outcome.state, outcome.values)
             self._print_progress(study, space, trial, overrides)
 

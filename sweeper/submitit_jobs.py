@@ -59,8 +59,7 @@ class PerJobLaunch:
             log.info(f"\t#{index} : {' '.join(filter_overrides(overrides))}")
             arguments.append((list(overrides), "hydra.sweep.dir", index, f"job_id_for_{index}", Singleton.get_state()))
         jobs = executor.map_array(self, *zip(*arguments))
-        sweep = str(self.config.hydra.sweep.dir)
-        run_dirs = [planned_run_dir(sweep, list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
+        run_dirs = [planned_run_dir(str(sweep_dir), list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
         return wait_for_jobs(jobs, run_dirs, [list(o) for o in job_overrides])
 
 
@@ -97,7 +96,7 @@ def _job_return(job: Any, run_dir: str, overrides: list[str]) -> JobReturn:
     except UncompletedJobError as error:
         state = job.state
         word = state.split()[0].lower().replace("_", " ")
-        reason = f"{word} by SLURM (job {job.job_id}, state {state})" if job.state != "UNKNOWN" else str(error).splitlines()[0]
+        reason = f"{word} by SLURM (job {job.job_id}, state {state})" if state != "UNKNOWN" else str(error).splitlines()[0]
         return _failed(JobEnded(reason), run_dir, overrides)
 
 
