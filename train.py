@@ -17,13 +17,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from runs.project import register_project_dir
 
 log = logging.getLogger("train")
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 
-# conf/paths uses ${project_dir:} so the shipped demo data is found from any working directory
-OmegaConf.register_new_resolver("project_dir", lambda: str(Path(__file__).resolve().parent), replace=True)
+register_project_dir()
 
 
 class JobFailed(CompactHydraException):

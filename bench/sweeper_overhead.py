@@ -23,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from bench.venvs import cached_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL = ["hydra-optuna-sweeper==1.4.0rc3", "hydra-core==1.4.0rc3"]
@@ -43,19 +44,8 @@ SWEEPERS = {
 
 
 def official_venv(cache_dir: Path) -> Path:
-    """The venv's python, after building the venv once (a marker file says the install finished)."""
-    venv = cache_dir / "hydra-optuna-sweeper-1.4.0rc3"
-    if not (venv / ".complete").is_file():
-        print(f"building hydra-optuna-sweeper 1.4.0rc3's venv in {venv} (once)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        python = venv / "bin" / "python"
-        site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              check=True, capture_output=True, text=True).stdout.strip()
-        # after the venv's own site-packages: its Hydra 1.4 shadows ours, the rest is shared
-        Path(site, "lorasweep-shared.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--pre", *OFFICIAL], check=True)
-        (venv / ".complete").touch()
-    return venv / "bin" / "python"
+    """The official plugin's python: its Hydra 1.4 shadows ours, everything else is shared."""
+    return cached_venv(cache_dir / "hydra-optuna-sweeper-1.4.0rc3", OFFICIAL, share_site_packages=True, pre=True)
 
 
 @dataclass

@@ -34,6 +34,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from runs.project import register_project_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 # Measured with the Qwen2.5 tokenizer built offline (sft.qwen_vocab) on data/demo_yiliao.json; bench.prep
 # draws its generated rows from these lengths.
@@ -108,9 +110,8 @@ def qwen25_05b_dir(cache_dir: Path, layers: int) -> Path:
 def compose(overrides: list[str]) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
 
-    OmegaConf.register_new_resolver("project_dir", lambda: str(ROOT), replace=True)
+    register_project_dir()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=overrides)
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.venvs import cached_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMAFACTORY = ["torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1", "llamafactory==0.9.5"]
@@ -38,15 +39,8 @@ OURS = {
 
 
 def llamafactory_venv(cache_dir: Path) -> Path:
-    """The venv's python, after building the venv once (a marker file says the install finished)."""
-    venv = cache_dir / "llamafactory-0.9.5"
-    if not (venv / ".complete").is_file():
-        shutil.rmtree(venv, ignore_errors=True)
-        print(f"building LLaMA-Factory 0.9.5's venv in {venv} (once; several GB)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *LLAMAFACTORY], check=True)
-        (venv / ".complete").touch()
-    return venv / "bin" / "python"
+    """LLaMA-Factory 0.9.5's python (its venv is several GB: torch 2.9.1 and its own pins)."""
+    return cached_venv(cache_dir / "llamafactory-0.9.5", LLAMAFACTORY)
 
 
 def llamafactory_config(model_dir: Path, output_dir: Path) -> dict[str, Any]:

@@ -8,15 +8,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from judge.errors import JudgeInputError
 from judge.metrics import METRICS
+from runs.project import register_project_dir
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
     """The run's config with every interpolation resolved (paths, cache dir, data dir)."""
-    if not OmegaConf.has_resolver("project_dir"):
-        OmegaConf.register_new_resolver("project_dir", lambda: str(PROJECT_DIR))
+    register_project_dir()
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise JudgeInputError(f"{path}: no such file; judge reads each run's composed config (a run dir written by train.py)")

@@ -8,10 +8,10 @@ import json
 import pytest
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from runs.jsonl import read_jsonl
+from runs.project import register_project_dir
 from sft.train import run_training
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ def train(tmp_path, cache_dir, monkeypatch):
     """Runs the recipe with BASE + overrides into its own run dir; returns (result.json, ids per step)."""
     monkeypatch.setenv("LORASWEEP_CACHE", str(cache_dir))
     monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
-    OmegaConf.register_new_resolver("project_dir", lambda: str(ROOT), replace=True)
+    register_project_dir()
 
     def run(*overrides: str) -> tuple[dict, list[list[int]]]:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
