@@ -6,7 +6,7 @@ Padding-free is exact (same loss as padded, every sample's logits as if run alon
 so it is on by default; it needs an attention that reads the sample boundaries, chosen here. With LoRA
 dropout, on a CPU, its batches also carry the padded layout, so that the dropout draws the padded path's
 masks (sft.lora_dropout): padding-free then trains the padded path's model. Not on a GPU, whose fused
-dropout kernel has masks of its own, nor with packing, which is another batch altogether.
+dropout kernel draws otherwise, nor with packing, which is another batch altogether.
 """
 from __future__ import annotations
 

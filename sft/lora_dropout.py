@@ -6,7 +6,7 @@ bernoulli_ fills a contiguous tensor element by element in index order from the 
 shape. A padded batch [B, L, F] and the same samples laid end to end, [1, T, F], therefore draw different
 masks and leave the generator in different states. PaddedLayoutDropout draws the noise of the padded
 batch ([B * L, F], from the batch's PaddedLayout) and keeps the rows of the real tokens: the same masks
-and the same generator state as the padded path. CUDA's dropout is a fused kernel with masks of its own,
+and the same generator state as the padded path. CUDA's dropout is a fused kernel that draws otherwise,
 so on a GPU padding-free keeps peft's plain dropout (sft.batching decides).
 """
 from __future__ import annotations

@@ -46,7 +46,7 @@ def test_padding_free_and_padded_runs_train_the_same_adapter_with_lora_dropout(t
 @pytest.mark.parametrize("padding_free,packing,dropout,on_cuda,expected", [
     (True, False, 0.1, False, True),
     (True, False, 0.0, False, False),  # peft's dropout is an identity then: nothing to draw
-    (True, False, 0.1, True, False),  # CUDA's fused dropout has masks of its own: plain dropout
+    (True, False, 0.1, True, False),  # CUDA's fused dropout draws otherwise: plain dropout
     (True, True, 0.1, False, False),  # packed rows are another batch altogether
     (False, False, 0.1, False, False),
 ])
