@@ -7,6 +7,7 @@ PaddingFreeCollator computes the same samples without pads; pack_examples is LLa
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -16,6 +17,8 @@ from sft.stream import PACKED_IDS_COLUMN, SAMPLE_ID_COLUMN
 
 IGNORE_INDEX = -100  # the label torch's cross_entropy skips (its default ignore_index)
 SAMPLE_COUNT_KEY = "sample_count"  # samples in a padding-free batch, whose one row holds them all; pop before forward
+PADDED_LAYOUT_KEY = "padded_layout"  # a padding-free batch's PaddedLayout, for sft.lora_dropout; pop before forward
+PAD_TO_MULTIPLE_OF = 8
 
 Example = dict[str, Any]
 
@@ -36,11 +39,29 @@ def check_examples(examples: Sequence[Example]) -> None:
             )
 
 
+def padded_width(lengths: Sequence[int], pad_to_multiple_of: int | None) -> int:
+    """The width PaddedCollator pads rows of these lengths to: the longest, rounded up to the multiple."""
+    width = max(lengths)
+    if pad_to_multiple_of:
+        width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+    return width
+
+
+@dataclass(frozen=True)
+class PaddedLayout:
+    """Where a padding-free row's tokens would sit in PaddedCollator's batch of the same samples:
+    `positions` = rows x width of that batch, `token_index` = each token's flat position in it, in
+    the row's order. sft.lora_dropout draws its noise in this layout, as the padded batch does."""
+
+    positions: int
+    token_index: torch.Tensor
+
+
 class PaddedCollator:
     """Right-pads every row to the batch's longest (rounded up to pad_to_multiple_of, which keeps
     GPU matmul shapes friendly); pads get attention 0 and label -100, so they count in no loss."""
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = 8) -> None:
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = PAD_TO_MULTIPLE_OF) -> None:
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of={pad_to_multiple_of} must be a positive integer or None")
         self.pad_token_id = pad_token_id
@@ -50,9 +71,7 @@ class PaddedCollator:
         check_examples(examples)
         if any("sequence_lengths" in example for example in examples):
             raise ValueError("packed rows (from pack_examples) need PaddingFreeCollator: padding them would let their samples attend to each other")
-        width = max(len(example["input_ids"]) for example in examples)
-        if self.pad_to_multiple_of:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        width = padded_width([len(example["input_ids"]) for example in examples], self.pad_to_multiple_of)
         input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -77,10 +96,15 @@ class PaddingFreeCollator:
 
     dense_mask=True adds an explicit [1, 1, T, T] boolean block-diagonal causal mask: exact with plain
     "sdpa" whatever the model's settings, at T*T memory; the fallback when the others are unavailable.
+
+    padded_layout=True adds the PaddedLayout of PaddedCollator's batch of the same examples
+    (PADDED_LAYOUT_KEY), so that LoRA dropout can draw the padded batch's masks (sft.lora_dropout).
+    Packed rows have no padded batch to mirror and are refused then.
     """
 
-    def __init__(self, dense_mask: bool = False) -> None:
+    def __init__(self, dense_mask: bool = False, padded_layout: bool = False) -> None:
         self.dense_mask = dense_mask
+        self.padded_layout = padded_layout
         self.flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX, return_flash_attn_kwargs=True)
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
@@ -92,7 +116,19 @@ class PaddingFreeCollator:
         # transformers reads document boundaries from position_ids only when no KV cache is built
         batch["use_cache"] = False
         batch[SAMPLE_COUNT_KEY] = len(samples)
+        if self.padded_layout:
+            batch[PADDED_LAYOUT_KEY] = padded_layout(examples)
         return batch
+
+
+def padded_layout(examples: Sequence[Example]) -> PaddedLayout:
+    """The PaddedLayout of PaddedCollator's batch of these examples (right padding, default multiple)."""
+    if any("sequence_lengths" in example for example in examples):
+        raise ValueError("packed rows (from pack_examples) have no padded layout: build PaddingFreeCollator with padded_layout=False for them")
+    lengths = [len(example["input_ids"]) for example in examples]
+    width = padded_width(lengths, PAD_TO_MULTIPLE_OF)
+    token_index = torch.cat([row * width + torch.arange(length) for row, length in enumerate(lengths)])
+    return PaddedLayout(positions=len(lengths) * width, token_index=token_index)
 
 
 def split_packed(examples: Sequence[Example]) -> list[Example]:

@@ -76,6 +76,7 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
 
     from sft.batching import batching_for
     from sft.data import prepare_datasets
+    from sft.lora_dropout import use_padded_layout_dropout
     from sft.model import check_vocab, load_model, load_tokenizer, resolve_precision
     from sft.stream import SampleIdCollator, StreamSampler
     from sft.trainer import SFTTrainer
@@ -93,8 +94,10 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
     tokenizer = load_tokenizer(cfg.model, cache_dir)
     data = prepare_datasets(cfg.task, tokenizer, cache_dir, seed=data_seed, num_proc=os.cpu_count())
     log.info("data: %s", data.counts)
-    batching = batching_for(cfg.trainer, cfg.model.attn_implementation, tokenizer.pad_token_id, data.train, int(cfg.task.cutoff_len))
+    batching = batching_for(cfg.trainer, cfg.model.attn_implementation, tokenizer.pad_token_id, data.train, int(cfg.task.cutoff_len),
+                            float(cfg.lora.dropout), _cuda())
     model = load_model(cfg.model, cfg.lora, precision, cache_dir, bool(cfg.trainer.gradient_checkpointing), batching.attn_implementation)
+    layout_slot = use_padded_layout_dropout(model) if batching.padded_layout_dropout else None
     check_vocab(tokenizer, model)
 
     budget = plan_budget(cfg.trainer, len(batching.train), batching.samples_per_row)
@@ -119,6 +122,7 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
         callbacks=[counter, run_log, stopper, RichProgressCallback(f"{cfg.name}")],
         counter=counter,
         stream=stream,
+        layout_slot=layout_slot,
     )
     trainer.remove_callback(PrinterCallback)  # our rich bar and run-dir logs replace its printed dicts
     return BuiltRun(trainer, data, counter, outcome, run_log, budget, unit, time_constant, planned, wandb_run, stopper)

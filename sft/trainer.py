@@ -1,6 +1,7 @@
 """The HF Trainer with what it does not do itself: count samples and non-pad tokens exactly (the x axis
 for comparing batch sizes), record which samples each step trained on, read the study's one sample
-stream (sft.stream) instead of sampling per trial, and project to the vocabulary only where a label is.
+stream (sft.stream) instead of sampling per trial, project to the vocabulary only where a label is, and
+hand padding-free batches' padded layout to the LoRA dropout that draws in it (sft.lora_dropout).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 from transformers import Trainer
 
 from sft.callbacks import SeenCounter
-from sft.collate import IGNORE_INDEX, SAMPLE_COUNT_KEY
+from sft.collate import IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY
+from sft.lora_dropout import LayoutSlot
 from sft.stream import SAMPLE_IDS_KEY, StreamSampler
 
 
@@ -36,10 +38,12 @@ def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class SFTTrainer(Trainer):
-    def __init__(self, *args: Any, counter: SeenCounter, stream: StreamSampler, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, counter: SeenCounter, stream: StreamSampler, layout_slot: LayoutSlot | None = None, **kwargs: Any) -> None:
+        """layout_slot: the slot of the model's PaddedLayoutDropout modules (sft.lora_dropout), if it has them."""
         super().__init__(*args, **kwargs)
         self.counter = counter
         self.stream = stream
+        self.layout_slot = layout_slot
         self.eval_loss_sum, self.eval_tokens = 0.0, 0
         self.logits_at_labels_only = self._can_keep_label_logits_only()
         # counted once: the Trainer recounts every step for its total_flos, walking every module (~5 ms a step)
@@ -66,7 +70,11 @@ class SFTTrainer(Trainer):
         self.counter.step_ids.extend(inputs.pop(SAMPLE_IDS_KEY, []))
         self.counter.samples += samples
         self.counter.tokens += tokens
-        return super().training_step(model, inputs, num_items_in_batch)
+        layout = inputs.pop(PADDED_LAYOUT_KEY, None)
+        if self.layout_slot is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        with self.layout_slot.holding(layout):
+            return super().training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
         """The Trainer's loss, with the vocabulary projection and the cross-entropy run on the label positions
@@ -96,7 +104,7 @@ class SFTTrainer(Trainer):
         return output
 
     def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: list[str] | None = None):
-        inputs = {key: value for key, value in inputs.items() if key not in (SAMPLE_COUNT_KEY, SAMPLE_IDS_KEY)}
+        inputs = {key: value for key, value in inputs.items() if key not in (SAMPLE_COUNT_KEY, SAMPLE_IDS_KEY, PADDED_LAYOUT_KEY)}
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         if loss is not None and "labels" in inputs:
             # the model's loss is the mean over the batch's predicted tokens (labels shifted by one)

@@ -6,7 +6,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from sft.attention import SDPA_VARLEN, padding_free_attention
-from sft.collate import IGNORE_INDEX, SAMPLE_COUNT_KEY, PaddedCollator, PaddingFreeCollator, pack_examples
+from sft.collate import IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, PaddedCollator, PaddingFreeCollator, pack_examples
+from sft.lora_dropout import PaddedLayoutDropout, use_padded_layout_dropout
 
 VOCAB = 1000
 PAD = 0
@@ -161,6 +162,59 @@ def test_trainer_loss_on_label_logits_only_matches_the_full_loss_and_gradients(t
     assert losses[1] == pytest.approx(losses[0], abs=1e-6)
     for name in gradients[0]:
         assert torch.allclose(gradients[1][name], gradients[0][name], atol=1e-6), name
+
+
+def test_padded_layout_places_each_token_where_the_padded_batch_has_it():
+    examples = make_examples([3, 10, 1])
+    layout = PaddingFreeCollator(padded_layout=True)(examples)[PADDED_LAYOUT_KEY]
+    padded = PaddedCollator(pad_token_id=PAD)(examples)
+    assert layout.positions == padded["input_ids"].numel() == 3 * 16
+    real_positions = padded["attention_mask"].flatten().nonzero().flatten()
+    assert torch.equal(layout.token_index, real_positions)
+
+
+def lora_dropout_trainer(tmp_path, padding_free: bool):
+    """SFTTrainer on a tiny Qwen2 with LoRA dropout 0.1 (the same initial weights every call), set up as
+    sft.train builds it: padding-free batches carry the padded layout, which the swapped-in dropout reads."""
+    from transformers import TrainingArguments
+
+    from sft.callbacks import SeenCounter
+    from sft.stream import StreamSampler
+    from sft.trainer import SFTTrainer
+
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear", init_lora_weights=False)
+    model = get_peft_model(tiny_qwen2(SDPA_VARLEN), lora).train()
+    slot = use_padded_layout_dropout(model) if padding_free else None
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=True)
+    trainer = SFTTrainer(model=model, args=args, counter=SeenCounter(), stream=StreamSampler(1, 1, 0, False), layout_slot=slot)
+    collator = PaddingFreeCollator(padded_layout=True) if padding_free else PaddedCollator(pad_token_id=PAD)
+    return trainer, collator
+
+
+def test_padding_free_lora_dropout_trains_the_padded_path_step_for_step(tmp_path):
+    """With LoRA dropout, padding-free batches draw the padded batch's masks (sft.lora_dropout): the same
+    loss and LoRA gradients at every step, and the generator left where the padded path leaves it."""
+    runs = []
+    for padding_free in (False, True):
+        trainer, collator = lora_dropout_trainer(tmp_path, padding_free)
+        optimizer = torch.optim.SGD([p for p in trainer.model.parameters() if p.requires_grad], lr=0.5)
+        torch.manual_seed(42)
+        steps = []
+        for step in range(3):
+            batch = collator(make_examples(LENGTHS, seed=step))
+            items = torch.tensor(int((batch["labels"][..., 1:] != IGNORE_INDEX).sum()))
+            loss = trainer.training_step(trainer.model, batch, num_items_in_batch=items)
+            gradients = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
+            steps.append((loss.item(), gradients, torch.get_rng_state()))
+            optimizer.step()
+            optimizer.zero_grad()
+        runs.append(steps)
+    assert sum(isinstance(m, PaddedLayoutDropout) for m in trainer.model.modules()) == 2 * 7  # every LoRA layer's dropout
+    for (padded_loss, padded_gradients, padded_rng), (loss, gradients, rng) in zip(*runs):
+        assert loss == pytest.approx(padded_loss, abs=1e-6)
+        for name in padded_gradients:
+            assert torch.allclose(gradients[name], padded_gradients[name], atol=1e-6), name
+        assert torch.equal(rng, padded_rng)
 
 
 @pytest.mark.parametrize("collator", [PaddedCollator(pad_token_id=PAD), PaddingFreeCollator()])
