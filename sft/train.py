@@ -28,7 +28,8 @@ from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallbac
 from sft.checks import check_config
 from sft.ending import ending_recorded
 from sft.errors import ConfigError, TrainingFailed, TrainingInterrupted
-from sft.interruption import StopOnSignal, stop_signals
+from sft.interruption import StopOnSignal
+from sft.stop_signals import stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +130,20 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None, resume: An
     freeze_imported_objects()
     built = build_run(cfg, run_dir, reporter)
     outcome, stopper = built.outcome, built.stopper
-    checkpoint = find_checkpoint(resume, run_dir)
-    # the logs of an earlier session in this run dir: kept up to the checkpoint, none without one
-    built.run_log.load_previous(checkpoint_step(checkpoint) if checkpoint else 0)
-    if checkpoint:
-        built.counter.restore(checkpoint)
-        log.info("resuming from %s", checkpoint)
+    stopper.install()  # takes over from train.py's note: a signal since the job started counts
     try:
-        result = _train_and_record(cfg, run_dir, built, checkpoint, started)
+        checkpoint = find_checkpoint(resume, run_dir)
+        if stopper.received is not None:  # a signal before the first step: stop now, with nothing to save
+            outcome.end("interrupted", stopper.reason_before_training(checkpoint))
+            result = {"status": outcome.status, "reason": outcome.reason, "objective": None, "objective_name": cfg.objective}
+            write_result(run_dir, result)
+        else:
+            # the logs of an earlier session in this run dir: kept up to the checkpoint, none without one
+            built.run_log.load_previous(checkpoint_step(checkpoint) if checkpoint else 0)
+            if checkpoint:
+                built.counter.restore(checkpoint)
+                log.info("resuming from %s", checkpoint)
+            result = _train_and_record(cfg, run_dir, built, checkpoint, started)
     finally:
         stopper.restore()
     if outcome.status == "interrupted":

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_train
+from conftest import ROOT, run_train, signal_while_importing
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -135,6 +135,26 @@ def test_a_stop_signal_after_the_last_step_leaves_the_run_completed(tmp_path, ca
     recorded = json.loads((run_dir / "result.json").read_text())
     assert recorded["status"] == "completed" and recorded["seen"]["steps"] == 4, recorded
     assert (run_dir / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sent, exit_code", [("SIGUSR2", 1), ("SIGTERM", 130)])
+def test_a_stop_signal_while_train_py_imports_ends_the_run_with_that_signal_as_reason(tmp_path, cache_dir, sent, exit_code):
+    """SLURM's warning before a time limit (or a preemption's SIGTERM) can land while the job still imports
+    torch and transformers: noted, it ends the run before its first step with result.json saying so, and
+    the same command then trains the run."""
+    run_dir = tmp_path / "run"
+    hook = signal_while_importing(tmp_path / "hook", "transformers", sent)
+    args = [*TINY, "trainer.max_steps=4", f"hydra.run.dir={run_dir}"]
+    stopped = run_train(args, tmp_path, cache_dir, check=False, extra_env={"PYTHONPATH": str(hook)})
+    assert stopped.returncode == exit_code and "Traceback" not in stopped.stderr, stopped.stdout[-2000:] + stopped.stderr[-3000:]
+    assert (hook / "sent").is_file()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "interrupted", result
+    assert result["reason"].startswith(f"stopped by {sent} before training started"), result
+    assert not (run_dir / "metrics.jsonl").exists()
+    run_train(args, tmp_path, cache_dir)  # the same command (what a requeued job runs): from step 0
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"
 
 
 @pytest.mark.slow
