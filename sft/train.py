@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runs.files import LOSS_PLOT_FILE
+from runs.files import LOSS_PLOT_FILE, RESULT_FILE
 from runs.loss_plot import plot_llamafactory_loss
 from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, TRAIN_SEED, read_status, write_result
 from runs.smoothing import default_time_constant, objective_from_metrics
@@ -44,8 +44,9 @@ def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     # a requeued job (or the same command after a stop signal) finds "interrupted" in its run dir and
-    # resumes from the checkpoint it saved
+    # resumes from the checkpoint it saved; that earlier ending no longer holds once this session starts
     interrupted = read_status(run_dir) == "interrupted"
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
     with ending_recorded(run_dir, cfg.objective):
         return _train(cfg, run_dir, reporter, resume=True if interrupted else cfg.trainer.resume)
 

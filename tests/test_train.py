@@ -180,6 +180,7 @@ def test_a_stop_signal_checkpoints_and_the_same_command_resumes_the_same_curve(t
     step = result["seen"]["steps"]
     assert 4 <= step < 30 and (stopped / f"checkpoint-{step}").is_dir()
     run_train([*args, f"hydra.run.dir={stopped}"], tmp_path, cache_dir)  # no resume flag: the run dir says so
+    assert f"resuming from {stopped / f'checkpoint-{step}'}" in (stopped / "train.log").read_text()  # not from step 0
     resumed, uninterrupted = read_jsonl(stopped / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
     assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted] == list(range(2, 31, 2))
     assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
