@@ -21,6 +21,8 @@ from omegaconf import DictConfig
 
 from runs.project import register_project_dir
 
+from sft.stop_signals import noted_from_the_start
+
 log = logging.getLogger("train")
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 
@@ -33,6 +35,13 @@ class JobFailed(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    # first, before torch and transformers import: a stop signal (a time limit, a preemption) that lands
+    # before training is noted, and the recipe ends the run with it as the reason (sft.stop_signals)
+    with noted_from_the_start():
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> float | None:
     if cfg.get("cuda_visible_devices") is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(cfg.cuda_visible_devices)
     from sft.ending import USER_ERRORS, ending_recorded, reason_of

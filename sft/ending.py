@@ -36,22 +36,31 @@ def reason_of(error: BaseException) -> str:
 def ending_recorded(run_dir: Path, objective_name: str) -> Iterator[None]:
     """Runs the body with SIGTERM turned into Interrupted; when it raises, result.json gets status
     failed (bad input, I/O error, diverged loss) or interrupted, with the reason, unless the body
-    already wrote the run's ending."""
-    (run_dir / RESULT_FILE).unlink(missing_ok=True)  # a resumed run dir may hold an earlier ending
+    wrote the run's ending itself. An earlier session's ending is left in place until the recipe has
+    read it (sft.train.run_training: an interrupted one resumes), and replaced if the body fails first."""
+    earlier = _written(run_dir)
     previous = _on_sigterm(_raise_interrupted)
     try:
         yield
     except (*USER_ERRORS, KeyboardInterrupt) as error:
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        _record(run_dir, {"status": status, "reason": reason_of(error), "objective": None, "objective_name": objective_name})
+        if _written(run_dir) == earlier:
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            _record(run_dir, {"status": status, "reason": reason_of(error), "objective": None, "objective_name": objective_name})
         raise
     finally:
         _on_sigterm(previous)
 
 
+def _written(run_dir: Path) -> tuple[int, int] | None:
+    """Which result.json the run dir holds (inode and mtime: write_result replaces the file), None for none."""
+    try:
+        written = (run_dir / RESULT_FILE).stat()
+    except OSError:
+        return None
+    return written.st_ino, written.st_mtime_ns
+
+
 def _record(run_dir: Path, result: dict[str, Any]) -> None:
-    if (run_dir / RESULT_FILE).is_file():
-        return
     try:
         write_result(run_dir, result)
     except OSError as error:  # the disk that failed the run may refuse this too

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runs.files import LOSS_PLOT_FILE
+from runs.files import LOSS_PLOT_FILE, RESULT_FILE
 from runs.loss_plot import plot_llamafactory_loss
 from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, TRAIN_SEED, read_status, write_result
 from runs.smoothing import default_time_constant, objective_from_metrics
@@ -28,7 +28,8 @@ from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallbac
 from sft.checks import check_config
 from sft.ending import ending_recorded
 from sft.errors import ConfigError, TrainingFailed, TrainingInterrupted
-from sft.interruption import StopOnSignal, stop_signals
+from sft.interruption import StopOnSignal
+from sft.stop_signals import stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     # a requeued job (or the same command after a stop signal) finds "interrupted" in its run dir and
-    # resumes from the checkpoint it saved
+    # resumes from the checkpoint it saved; that earlier ending no longer holds once this session starts
     interrupted = read_status(run_dir) == "interrupted"
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
     with ending_recorded(run_dir, cfg.objective):
         return _train(cfg, run_dir, reporter, resume=True if interrupted else cfg.trainer.resume)
 
@@ -133,14 +135,20 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None, resume: An
     freeze_imported_objects()
     built = build_run(cfg, run_dir, reporter)
     outcome, stopper = built.outcome, built.stopper
-    checkpoint = find_checkpoint(resume, run_dir)
-    # the logs of an earlier session in this run dir: kept up to the checkpoint, none without one
-    built.run_log.load_previous(checkpoint_step(checkpoint) if checkpoint else 0)
-    if checkpoint:
-        built.counter.restore(checkpoint)
-        log.info("resuming from %s", checkpoint)
+    stopper.install()  # takes over from train.py's note: a signal since the job started counts
     try:
-        result = _train_and_record(cfg, run_dir, built, checkpoint, started)
+        checkpoint = find_checkpoint(resume, run_dir)
+        if stopper.received is not None:  # a signal before the first step: stop now, with nothing to save
+            outcome.end("interrupted", stopper.reason_before_training(checkpoint))
+            result = {"status": outcome.status, "reason": outcome.reason, "objective": None, "objective_name": cfg.objective}
+            write_result(run_dir, result)
+        else:
+            # the logs of an earlier session in this run dir: kept up to the checkpoint, none without one
+            built.run_log.load_previous(checkpoint_step(checkpoint) if checkpoint else 0)
+            if checkpoint:
+                built.counter.restore(checkpoint)
+                log.info("resuming from %s", checkpoint)
+            result = _train_and_record(cfg, run_dir, built, checkpoint, started)
     finally:
         stopper.restore()
     if outcome.status == "interrupted":

@@ -6,7 +6,8 @@ The plugin's launch() returns `[job.results()[0] for job in jobs]`, which raises
 produced no result, and polls forever a job whose state SLURM cannot tell (no accounting: sacct answers
 nothing). Here every job gets a JobReturn: its own, or a FAILED one carrying `JobEnded`. Without
 accounting, squeue says whether the job is still queued; one that left the queue without a result is
-given JOB_GONE_GRACE_S for its result file to appear on the shared disk, then fails.
+given JOB_GONE_GRACE_S for its result file to appear on the shared disk, then fails. When a sweep starts,
+the launcher warns of settings that submitit's timeout rule turns around (timeout_rule_warnings).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import logging
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -37,6 +38,11 @@ class PerJobLaunch:
     _EXECUTOR: str
     params: dict[str, Any]
     config: Any
+
+    def setup(self, **kwargs: Any) -> None:
+        super().setup(**kwargs)  # type: ignore[misc]
+        for warning in timeout_rule_warnings(self.params):
+            log.warning(warning)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
@@ -61,6 +67,34 @@ class PerJobLaunch:
         jobs = executor.map_array(self, *zip(*arguments))
         run_dirs = [planned_run_dir(str(sweep_dir), list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
         return wait_for_jobs(jobs, run_dirs, [list(o) for o in job_overrides])
+
+
+def timeout_rule_warnings(params: Mapping[str, Any]) -> list[str]:
+    """One warning line for each launcher setting that submitit's timeout rule does not take as it reads.
+
+    submitit (core.job_environment.SignalHandler.has_timed_out) counts a stop signal as the job's time
+    limit once the job has run min(0.8 x T, T - 10 min) of its limit T (timeout_min); an earlier one is a
+    preemption. A time limit uses up one of max_num_timeout requeues (with none left the job is not
+    requeued and its trial fails); a preemption is requeued without counting.
+    """
+    timeout_min = params.get("timeout_min")
+    if timeout_min is None:
+        return []
+    limit_s = float(timeout_min) * 60
+    counted_from_s = min(0.8 * limit_s, limit_s - 600)
+    warnings = []
+    if counted_from_s <= 0:
+        warnings.append(
+            f"hydra.launcher.timeout_min={timeout_min}: with timeout_min <= 10 submitit counts every stop signal as "
+            "the time limit, so a preemption uses up one of max_num_timeout requeues (and fails the trial once none "
+            "is left); set timeout_min above 10")
+    delay_s = params.get("signal_delay_s")
+    if delay_s is not None and limit_s - float(delay_s) < counted_from_s:
+        warnings.append(
+            f"hydra.launcher.signal_delay_s={delay_s} with timeout_min={timeout_min}: submitit takes a time-limit "
+            "signal that early for a preemption and requeues without counting it against max_num_timeout, so a "
+            "trial that never fits its time limit is requeued forever; keep signal_delay_s <= max(600, 12 x timeout_min)")
+    return warnings
 
 
 def wait_for_jobs(jobs: Sequence[Any], run_dirs: list[str], overrides: list[list[str]]) -> list[JobReturn]:

@@ -52,6 +52,33 @@ def run_train(args, project_root, cache_dir, check=True, timeout=600, extra_env=
     return result
 
 
+SIGNAL_WHILE_IMPORTING = """\
+import os, signal, sys
+
+
+class SignalWhileImporting:
+    \"\"\"Sends this process {signal_name} as {module} starts to import, in the first process to import it.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r} and not os.path.exists({mark!r}):
+            open({mark!r}, "w").close()
+            os.kill(os.getpid(), signal.{signal_name})
+        return None
+
+
+sys.meta_path.insert(0, SignalWhileImporting())
+"""
+
+
+def signal_while_importing(directory: Path, module: str, signal_name: str) -> Path:
+    """A sitecustomize.py in `directory` (put it on PYTHONPATH) that sends a real signal at a fixed moment:
+    once, in the first Python process that imports `module`, as that import starts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    hook = SIGNAL_WHILE_IMPORTING.format(module=module, signal_name=signal_name, mark=str(directory / "sent"))
+    (directory / "sitecustomize.py").write_text(hook)
+    return directory
+
+
 def _service_absent(reason: str) -> None:
     """Skip where a cluster service is absent (a laptop); in CI (CI=true) .ci/services.sh started them,
     so an absent one is a failure, never a skip."""

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT, run_train
+from conftest import ROOT, run_train, signal_while_importing
 from optuna.trial import TrialState
 
 from runs.storage import open_storage
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-# 2 trials at once, 1 CPU each: the whole cluster is 2 CPUs in CI
+# 2 trials at once, 1 CPU each: the whole cluster is 2 CPUs in CI. timeout_min=10: submitit then counts every
+# stop signal as the time limit (the launcher warns of it), so whether a signalled job is requeued depends on
+# max_num_timeout alone
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10",
          "hydra.launcher.partition=null", "hydra.launcher.gpus_per_node=null", "hydra.launcher.mem_gb=null"]
 TINY = ["experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=48", "trainer.logging_steps=2"]
@@ -188,9 +190,48 @@ def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_
     states = subprocess.run(["sacct", "-j", job_id, "--duplicates", "-X", "-n", "-o", "State"], capture_output=True, text=True, check=True).stdout
     assert states.split() == ["REQUEUED", "COMPLETED"], states  # requeued once, by submitit on SLURM's signal
     assert (run_dir / checkpoint).is_dir()  # saved on the signal, in the run dir the requeued job resumed in
+    log = (run_dir / "train.log").read_text()  # both jobs' log lines, the recipe's INFO lines among them
+    assert f"resuming from {run_dir / checkpoint}" in log and log.count("[sft.train][INFO] - data: ") == 2, log
     resumed, uninterrupted = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
     assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted]  # continued, no step twice
     assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
+
+
+@pytest.mark.parametrize("requeues", [1, 0])
+def test_a_stop_signal_while_the_job_imports_is_the_trials_reason_and_the_job_requeued(tmp_path, cache_dir, tiny_model_dir, slurm, requeues):
+    """submitit's USR2 (what SLURM sends before a time limit) lands as the trial's job starts to import
+    transformers: the job writes result.json "interrupted" with that signal as the reason; submitit
+    requeues it and the requeued job trains the trial, or, with no requeue left, the trial fails with
+    that reason (with timeout_min <= 10 submitit counts every signal as the time limit)."""
+    name = study_name()
+    storage = f"journal:{tmp_path}/shared/{name}.log"
+    hook = signal_while_importing(tmp_path / "hook", "transformers", "SIGUSR2")  # in the first job only
+    overrides = ["-m", *TINY, *SLURM, f"hydra.launcher.max_num_timeout={requeues}", f"hydra.launcher.setup=['export PYTHONPATH={hook}']",
+                 "hydra/sweeper=lorasweep", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
+                 "hydra.sweeper.n_trials=1", "hydra.sweeper.max_failure_rate=1.0", "hydra.sweeper.ablations=null",
+                 "optimizer.lr=choice(2e-3)"]
+    command, env = train_command(overrides, tmp_path, cache_dir)
+    sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        result_file = wait_until(lambda: next(iter((tmp_path / "multirun").glob("*/*/trial-0/result.json")), None),
+                                 "result.json of the first job", sweep)
+        first = json.loads(result_file.read_text())
+        output, _ = sweep.communicate(timeout=1200)
+    finally:
+        sweep.kill()
+    assert first["status"] == "interrupted", first
+    assert first["reason"].startswith("stopped by SIGUSR2 before training started"), first
+    assert sweep.returncode == 0, output[-3000:]
+    (trial,) = optuna.load_study(study_name=name, storage=open_storage(storage)).get_trials()
+    (folder,) = [p for p in (result_file.parents[1] / ".submitit").iterdir() if p.name.isdigit()]
+    states = subprocess.run(["sacct", "-j", folder.name, "--duplicates", "-X", "-n", "-o", "State"],
+                            capture_output=True, text=True, check=True).stdout
+    if requeues:
+        assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("reason")
+        assert states.split() == ["REQUEUED", "COMPLETED"], states
+    else:
+        assert trial.state == TrialState.FAIL and trial.user_attrs["reason"] == first["reason"], trial.user_attrs
+        assert states.split() == ["COMPLETED"], states
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from runs.storage import mask_password, open_storage
 from sweeper.devices import plan_devices
 from sweeper.search_space import SearchSpaceError, build_search_space
+from sweeper.submitit_jobs import timeout_rule_warnings
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's retry helpers
 
@@ -516,12 +517,27 @@ def test_more_concurrent_trials_than_gpus_is_refused_before_any_trial():
 
 @pytest.mark.slow
 def test_submitit_local_jobs_are_pruned_through_the_storage(tmp_path):
-    sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "hydra/launcher=submitit_local",
-          "hydra.launcher.timeout_min=5", "++hydra.sweeper.ablations={good:{x:0.3},bad:{x:2.0}}",
-          "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.prune_ablations=true")
+    """Through our submitit launcher (each job waited for on its own), which warns of submitit's timeout rule."""
+    result = sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "hydra/launcher=submitit_local",
+                   "hydra.launcher._target_=hydra_plugins.lorasweep.submitit_launchers.PerJobLocalLauncher",
+                   "hydra.launcher.timeout_min=5", "++hydra.sweeper.ablations={good:{x:0.3},bad:{x:2.0}}",
+                   "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.prune_ablations=true")
+    assert "hydra.launcher.timeout_min=5: with timeout_min <= 10 submitit counts every stop signal" in result.stdout + result.stderr
     baseline, good, bad = load(tmp_path).get_trials()
     assert baseline.state == good.state == TrialState.COMPLETE
     assert bad.state == TrialState.PRUNED and bad.user_attrs["reason"] == "pruned at 4 samples"
+
+
+def test_launcher_settings_that_submitits_timeout_rule_turns_around_are_warned_of():
+    """submitit counts a stop signal as the time limit once a job has run min(0.8 x T, T - 10 min) of it."""
+    assert timeout_rule_warnings({"timeout_min": 600, "signal_delay_s": 120}) == []  # the slurm preset
+    assert timeout_rule_warnings({"timeout_min": 600, "signal_delay_s": 600}) == []
+    assert timeout_rule_warnings({"timeout_min": 60, "signal_delay_s": 700}) == []  # within 0.2 x T = 720 s
+    (early,) = timeout_rule_warnings({"timeout_min": 60, "signal_delay_s": 900})
+    assert early.startswith("hydra.launcher.signal_delay_s=900 with timeout_min=60: ") and "requeued forever" in early
+    (short,) = timeout_rule_warnings({"timeout_min": 10, "signal_delay_s": 120})
+    assert short.startswith("hydra.launcher.timeout_min=10: ") and "every stop signal" in short
+    assert timeout_rule_warnings({"timeout_min": 11, "signal_delay_s": 120}) == []
 
 
 @pytest.mark.slow

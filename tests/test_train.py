@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_train
+from conftest import ROOT, run_train, signal_while_importing
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -138,6 +138,26 @@ def test_a_stop_signal_after_the_last_step_leaves_the_run_completed(tmp_path, ca
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sent, exit_code", [("SIGUSR2", 1), ("SIGTERM", 130)])
+def test_a_stop_signal_while_train_py_imports_ends_the_run_with_that_signal_as_reason(tmp_path, cache_dir, sent, exit_code):
+    """SLURM's warning before a time limit (or a preemption's SIGTERM) can land while the job still imports
+    torch and transformers: noted, it ends the run before its first step with result.json saying so, and
+    the same command then trains the run."""
+    run_dir = tmp_path / "run"
+    hook = signal_while_importing(tmp_path / "hook", "transformers", sent)
+    args = [*TINY, "trainer.max_steps=4", f"hydra.run.dir={run_dir}"]
+    stopped = run_train(args, tmp_path, cache_dir, check=False, extra_env={"PYTHONPATH": str(hook)})
+    assert stopped.returncode == exit_code and "Traceback" not in stopped.stderr, stopped.stdout[-2000:] + stopped.stderr[-3000:]
+    assert (hook / "sent").is_file()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "interrupted", result
+    assert result["reason"].startswith(f"stopped by {sent} before training started"), result
+    assert not (run_dir / "metrics.jsonl").exists()
+    run_train(args, tmp_path, cache_dir)  # the same command (what a requeued job runs): from step 0
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
 def test_a_stop_signal_checkpoints_and_the_same_command_resumes_the_same_curve(tmp_path, cache_dir):
     """What SLURM does before a time limit (submitit asks for USR2) and what the requeued job does:
     the same command into the same run dir."""
@@ -160,6 +180,7 @@ def test_a_stop_signal_checkpoints_and_the_same_command_resumes_the_same_curve(t
     step = result["seen"]["steps"]
     assert 4 <= step < 30 and (stopped / f"checkpoint-{step}").is_dir()
     run_train([*args, f"hydra.run.dir={stopped}"], tmp_path, cache_dir)  # no resume flag: the run dir says so
+    assert f"resuming from {stopped / f'checkpoint-{step}'}" in (stopped / "train.log").read_text()  # not from step 0
     resumed, uninterrupted = read_jsonl(stopped / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
     assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted] == list(range(2, 31, 2))
     assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)
