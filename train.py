@@ -20,7 +20,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runs.project import register_project_dir
-
 from sft.stop_signals import noted_from_the_start
 
 log = logging.getLogger("train")
