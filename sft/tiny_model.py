@@ -173,7 +173,7 @@ def _pretrain(model: Any, tokenizer: Tokenizer) -> None:
     The embeddings (tied to the output layer: most of the parameters, and most of a step's cost) learn at
     10x the rate of the rest: initialised at 0.02, they grow by about the learning rate a step under Adam,
     so at the rest's rate they took most of the steps to reach a useful size. With that, 60 steps of 4
-    chunks (30% of the tokens, a quarter of the build time) reach a lower loss than 100 steps of 8 at one
+    chunks (30% of the tokens, about a quarter of the time) reach a lower loss than 100 steps of 8 at one
     rate did: 2.6 against 2.9, the mean over 64 demo chunks.
     """
     import torch
