@@ -26,7 +26,7 @@ from sft.qwen_vocab import (
     ensure_qwen2_tokenizer,
     qwen_tiktoken_path,
 )
-from sft.tiny_model import TINY_MODEL_NAME, demo_texts
+from sft.tiny_model import PRETRAIN_STEPS, TINY_MODEL_NAME, demo_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 CHINESE = "患者您好，根据您描述的症状，建议先测量血压，再到医院心内科就诊。"
@@ -94,7 +94,7 @@ def test_concurrent_builds_agree_and_match_an_earlier_build(tiny_model_dir: Path
         assert process.returncode == 0, stderr
     logs = [stderr for _stdout, stderr in results]
     assert sum(f"building the tiny model {TINY_MODEL_NAME}, once" in log for log in logs) == 1
-    assert sum("tiny model pretraining: step 100/100" in log and "tiny model 3/3: saved" in log for log in logs) == 1
+    assert sum(f"tiny model pretraining: step {PRETRAIN_STEPS}/{PRETRAIN_STEPS}" in log and "tiny model 3/3: saved" in log for log in logs) == 1
     built_dir = tmp_path / "models" / TINY_MODEL_NAME
     assert [stdout.strip() for stdout, _stderr in results] == [str(built_dir)] * 2
     assert sorted(path.name for path in (tmp_path / "models").iterdir()) == [f".{built_dir.name}.lock", built_dir.name]
