@@ -15,6 +15,11 @@ tiktoken's BPE costs the square of a piece's length, and the split regex makes a
 characters between two punctuation marks one piece (often 50-150 bytes). So the encoder splits with the
 same regex itself and encodes each distinct piece once, from a per-process cache: each piece is encoded
 alone in tiktoken too, so the ids are the same, and the rows of a data set share many of their pieces.
+
+datasets' worker processes get the encoder by pickling. Pickled whole, a 150k-vocabulary encoder is 10 MB
+and takes seconds to pickle and again to unpickle in each worker, so it pickles as a key: a worker forked
+from the process that built it (datasets' workers on Linux) finds the very encoder it inherited, and a
+worker started afresh rebuilds it from the tokenizer.json, without repeating the probe check.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ import json
 import logging
 import re
 import unicodedata
+import uuid
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +50,9 @@ PROBE_TEXTS = (
     "",
 )
 
+# the encoders this process built or inherited by fork, by key: what an unpickled encoder is looked up in
+_LIVE_ENCODERS: weakref.WeakValueDictionary[str, SlotEncoder] = weakref.WeakValueDictionary()
+
 
 class SlotEncoder:
     """Encodes lists of strings to lists of token ids; picklable, so datasets' worker processes get it."""
@@ -51,14 +61,21 @@ class SlotEncoder:
         """`tokenizer_json`: the backend tokenizer's `to_str()` when the caller has it already (it takes ~0.3 s
         for a 150k vocabulary)."""
         self.backend = tokenizer.backend_tokenizer
+        self.tokenizer_json = tokenizer_json or self.backend.to_str()
+        self.split_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
         self.encoding, self.normalize_nfc, self.added_ids, self.added_pattern, self.split_pattern = None, False, {}, None, None
         self.piece_ids: dict[str, list[int]] = {}
-        reason = self._use_tiktoken(tokenizer, [*PROBE_TEXTS, *probe_texts], tokenizer_json or self.backend.to_str())
+        reason = self._use_tiktoken(tokenizer, [*PROBE_TEXTS, *probe_texts], self.tokenizer_json)
         if reason:
             self.encoding = None
             log.info("tokenizing with the HF tokenizer (tiktoken not used: %s)", reason)
         else:
             log.info("tokenizing with tiktoken, checked against the HF tokenizer")
+        self.key = uuid.uuid4().hex
+        _LIVE_ENCODERS[self.key] = self
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str, bool, bool]]:
+        return _encoder_in_this_process, (self.key, self.tokenizer_json, self.split_special_tokens, self.uses_tiktoken)
 
     @property
     def uses_tiktoken(self) -> bool:
@@ -91,13 +108,14 @@ class SlotEncoder:
     def _ordinary_ids(self, text: str) -> list[int]:
         """tiktoken's encode_ordinary, one split piece at a time, each distinct piece BPE-encoded once."""
         ids: list[int] = []
+        piece_ids = self.piece_ids
         for piece in self.split_pattern.findall(text):
-            piece_ids = self.piece_ids.get(piece)
-            if piece_ids is None:
-                if len(self.piece_ids) >= PIECE_CACHE_SIZE:
-                    self.piece_ids.clear()
-                piece_ids = self.piece_ids[piece] = self.encoding.encode_ordinary(piece)
-            ids += piece_ids
+            try:
+                ids += piece_ids[piece]
+            except KeyError:
+                if len(piece_ids) >= PIECE_CACHE_SIZE:
+                    piece_ids.clear()
+                ids += piece_ids.setdefault(piece, self.encoding.encode_ordinary(piece))
         return ids
 
     def _use_tiktoken(self, tokenizer: Any, probe_texts: list[str], tokenizer_json: str) -> str:
@@ -109,11 +127,30 @@ class SlotEncoder:
         setup = _tiktoken_setup(tokenizer_json, bool(getattr(tokenizer, "split_special_tokens", False)))
         if isinstance(setup, str):
             return setup
-        self.encoding, self.normalize_nfc, self.added_ids, self.added_pattern, self.split_pattern = setup
+        self._set_tiktoken(setup)
         for text in dict.fromkeys(probe_texts):
             if self._tiktoken_ids(text) != self._hf_ids([text])[0]:
                 return f"its ids differ from the HF tokenizer's on {text[:60]!r}"
         return ""
+
+    def _set_tiktoken(self, setup: tuple[Any, bool, dict[str, int], re.Pattern, Any]) -> None:
+        self.encoding, self.normalize_nfc, self.added_ids, self.added_pattern, self.split_pattern = setup
+
+
+def _encoder_in_this_process(key: str, tokenizer_json: str, split_special_tokens: bool, uses_tiktoken: bool) -> SlotEncoder:
+    """An unpickled encoder: the one this process built or inherited by fork, else rebuilt as its builder
+    set it up (tiktoken or not, as the builder's probe check decided)."""
+    encoder = _LIVE_ENCODERS.get(key)
+    if encoder is None:
+        from tokenizers import Tokenizer
+
+        encoder = SlotEncoder.__new__(SlotEncoder)
+        encoder.backend, encoder.tokenizer_json, encoder.split_special_tokens = Tokenizer.from_str(tokenizer_json), tokenizer_json, split_special_tokens
+        encoder.encoding, encoder.piece_ids, encoder.key = None, {}, key
+        if uses_tiktoken:
+            encoder._set_tiktoken(_tiktoken_setup(tokenizer_json, split_special_tokens))
+        _LIVE_ENCODERS[key] = encoder
+    return encoder
 
 
 @functools.lru_cache(maxsize=2)
