@@ -137,7 +137,8 @@ def cached_tokenize(
     """The tokenized set from `cache_path`, tokenized and saved there first if absent. Parallel trials of a
     sweep asking for the same set wait for one of them to tokenize it rather than all tokenizing at once."""
     def tokenize_into(staging: Path) -> None:
-        tokenize_sets(raw_sets, attrs, tokenizer, tokenizer_json, template, task, staging, cache_path.name, num_proc)
+        with old_objects_frozen():
+            tokenize_sets(raw_sets, attrs, tokenizer, tokenizer_json, template, task, staging, cache_path.name, num_proc)
 
     if cache_path.is_dir():
         log.info("tokenized data from cache %s", cache_path)
@@ -165,7 +166,7 @@ def tokenize_sets(
     encoder = SlotEncoder(tokenizer, probe_texts, tokenizer_json)
     for index, (attr, raw) in enumerate(zip(attrs, raw_sets)):
         large = len(raw) >= LARGE_DATASET_ROWS
-        with progress_bars(large), old_objects_frozen():
+        with progress_bars(large):
             raw.map(
                 tokenize_batch,
                 batched=True,
@@ -183,9 +184,14 @@ def tokenize_sets(
 def old_objects_frozen() -> Iterator[None]:
     """The cyclic garbage collector leaves the objects that exist now (the tokenizer, the loaded modules) out
     of its full collections while a data set is tokenized, here and in the workers forked from here.
-    Tokenizing allocates many short-lived lists, so full collections come often, and each walked all those
-    objects again: a fifth of the tokenizing time, and in both workers at once (the rows/s dips every ~50k
-    rows). Nothing they hold is garbage; they rejoin the collections afterwards."""
+    Reading the tokenizer's vocabulary and tokenizing rows allocate many containers, so full collections
+    come often, and each walked all those objects again: a third of the time to set tiktoken up, a fifth
+    of the workers' time, and in both workers at once (the rows/s dips every ~50k rows). Nothing they
+    hold is garbage; they rejoin the collections afterwards (unless the process froze objects itself: then
+    it is left as it was)."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield

@@ -87,23 +87,29 @@ class SlotEncoder:
         distinct = list(dict.fromkeys(texts))
         if not distinct:
             return []
-        encoded = [self._tiktoken_ids(text) for text in distinct] if self.encoding is not None else self._hf_ids(distinct)
+        encoded = self._tiktoken_ids(distinct) if self.encoding is not None else self._hf_ids(distinct)
         ids = dict(zip(distinct, encoded))
         return [ids[text] for text in texts]
 
     def _hf_ids(self, texts: list[str]) -> list[list[int]]:
         return [encoding.ids for encoding in self.backend.encode_batch(texts, add_special_tokens=False)]
 
-    def _tiktoken_ids(self, text: str) -> list[int]:
+    def _tiktoken_ids(self, texts: list[str]) -> list[list[int]]:
         """The HF tokenizer's order of work: added tokens split out verbatim (leftmost, longest first),
-        each piece between them normalized, then split and BPE-encoded."""
-        ids: list[int] = []
-        for index, piece in enumerate(self.added_pattern.split(text)):
-            if index % 2:
-                ids.append(self.added_ids[piece])
-            elif piece:
-                ids += self._ordinary_ids(unicodedata.normalize("NFC", piece) if self.normalize_nfc else piece)
-        return ids
+        each segment between them normalized, then split and BPE-encoded. Each distinct segment once: the
+        template's own ("\n", "assistant\n") recur in every row."""
+        parts = [self.added_pattern.split(text) for text in texts]
+        segments = dict.fromkeys(segment for text_parts in parts for segment in text_parts[0::2])
+        for segment in segments:
+            segments[segment] = self._ordinary_ids(unicodedata.normalize("NFC", segment) if self.normalize_nfc else segment)
+        encoded = []
+        for text_parts in parts:
+            ids = list(segments[text_parts[0]])
+            for index in range(1, len(text_parts), 2):
+                ids.append(self.added_ids[text_parts[index]])
+                ids += segments[text_parts[index + 1]]
+            encoded.append(ids)
+        return encoded
 
     def _ordinary_ids(self, text: str) -> list[int]:
         """tiktoken's encode_ordinary, one split piece at a time, each distinct piece BPE-encoded once."""
@@ -128,8 +134,9 @@ class SlotEncoder:
         if isinstance(setup, str):
             return setup
         self._set_tiktoken(setup)
-        for text in dict.fromkeys(probe_texts):
-            if self._tiktoken_ids(text) != self._hf_ids([text])[0]:
+        texts = list(dict.fromkeys(probe_texts))
+        for text, tiktoken_ids, hf_ids in zip(texts, self._tiktoken_ids(texts), self._hf_ids(texts)):
+            if tiktoken_ids != hf_ids:
                 return f"its ids differ from the HF tokenizer's on {text[:60]!r}"
         return ""
 
