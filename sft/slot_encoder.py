@@ -130,7 +130,7 @@ class SlotEncoder:
             import tiktoken  # noqa: F401  (only whether it is installed)
         except ImportError:
             return "tiktoken is not installed (pip install tiktoken)"
-        setup = _tiktoken_setup(tokenizer_json, bool(getattr(tokenizer, "split_special_tokens", False)))
+        setup = _tiktoken_setup(tokenizer_json, self.split_special_tokens)
         if isinstance(setup, str):
             return setup
         self._set_tiktoken(setup)
