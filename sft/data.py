@@ -160,7 +160,8 @@ def tokenize_sets(
 ) -> None:
     """Tokenize each data set into `out_dir` as Arrow files (part000.arrow, or part000_00000_of_00002.arrow
     and so on from several workers), whose names sort in row order. datasets' map writes them there
-    directly: left to itself it would write them beside the raw data's cache and copy them here."""
+    directly: by default it writes them beside the raw data's Arrow cache, where they would stay, and
+    saving the result would copy them here."""
     probe_rows = [raw[:PROBE_ROWS] for raw in raw_sets]
     probe_texts = [text for attr, rows in zip(attrs, probe_rows) for text in batch_slots(rows, attr, template, task.system)[2]]
     encoder = SlotEncoder(tokenizer, probe_texts, tokenizer_json)
@@ -186,9 +187,9 @@ def old_objects_frozen() -> Iterator[None]:
     of its full collections while a data set is tokenized, here and in the workers forked from here.
     Reading the tokenizer's vocabulary and tokenizing rows allocate many containers, so full collections
     come often, and each walked all those objects again: a third of the time to set tiktoken up, a fifth
-    of the workers' time, and in both workers at once (the rows/s dips every ~50k rows). Nothing they
-    hold is garbage; they rejoin the collections afterwards (unless the process froze objects itself: then
-    it is left as it was)."""
+    of the workers' time, and in both workers at once (the rows/s dips every ~50k rows). They rejoin the
+    collections afterwards, so garbage among them is only collected late (a process that froze objects
+    itself is left as it was)."""
     if gc.get_freeze_count():
         yield
         return
