@@ -6,6 +6,7 @@ loads it in a moment instead of tokenizing again. Rows that cannot be used are c
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -27,11 +28,11 @@ from sft.errors import ConfigError, DataError
 from sft.formats import FILE_TYPES, DatasetAttr, convert_row, data_files, dataset_attrs, required_columns
 from sft.slot_encoder import SlotEncoder
 from sft.stream import SAMPLE_ID_COLUMN
-from sft.template import IGNORE_INDEX, Template, build_supervised_example, get_template, turn_elements
+from sft.template import Template, build_supervised_examples, get_template, turn_elements
 
 log = logging.getLogger(__name__)
 
-PREPROCESS_VERSION = 1  # bump when the encoding rules change, so old caches are not reused
+PREPROCESS_VERSION = 2  # bump when the encoding rules or the cache layout change, so old caches are not reused
 SPECIAL_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 NO_LABELS = "no trainable label after cutoff"
 PROBE_ROWS = 200  # each data set's first rows, on which tiktoken must give the HF tokenizer's ids
@@ -136,12 +137,14 @@ def cached_tokenize(
     """The tokenized set from `cache_path`, tokenized and saved there first if absent. Parallel trials of a
     sweep asking for the same set wait for one of them to tokenize it rather than all tokenizing at once."""
     def tokenize_into(staging: Path) -> None:
-        tokenize_sets(raw_sets, attrs, tokenizer, tokenizer_json, template, task, cache_path.name, num_proc).save_to_disk(str(staging / "data"))
+        with old_objects_frozen():
+            tokenize_sets(raw_sets, attrs, tokenizer, tokenizer_json, template, task, staging, cache_path.name, num_proc)
 
     if cache_path.is_dir():
         log.info("tokenized data from cache %s", cache_path)
     build_once(cache_path, tokenize_into)
-    return datasets.load_from_disk(str(cache_path / "data"))
+    shards = [datasets.Dataset.from_file(str(path)) for path in sorted(cache_path.glob("part*.arrow"))]
+    return datasets.concatenate_datasets(shards) if len(shards) > 1 else shards[0]
 
 
 def tokenize_sets(
@@ -151,29 +154,50 @@ def tokenize_sets(
     tokenizer_json: str,
     template: Template,
     task: Any,
+    out_dir: Path,
     fingerprint: str,
     num_proc: int | None,
-) -> datasets.Dataset:
+) -> None:
+    """Tokenize each data set into `out_dir` as Arrow files (part000.arrow, or part000_00000_of_00002.arrow
+    and so on from several workers), whose names sort in row order. datasets' map writes them there
+    directly: by default it writes them beside the raw data's Arrow cache, where they would stay, and
+    saving the result would copy them here."""
     probe_rows = [raw[:PROBE_ROWS] for raw in raw_sets]
     probe_texts = [text for attr, rows in zip(attrs, probe_rows) for text in batch_slots(rows, attr, template, task.system)[2]]
     encoder = SlotEncoder(tokenizer, probe_texts, tokenizer_json)
-    parts = []
-    for attr, raw in zip(attrs, raw_sets):
+    for index, (attr, raw) in enumerate(zip(attrs, raw_sets)):
         large = len(raw) >= LARGE_DATASET_ROWS
         with progress_bars(large):
-            parts.append(
-                raw.map(
-                    tokenize_batch,
-                    batched=True,
-                    batch_size=1000,
-                    num_proc=num_proc if num_proc and num_proc > 1 and large else None,
-                    remove_columns=raw.column_names,
-                    fn_kwargs={"attr": attr, "encoder": encoder, "template": template, "system": task.system, "cutoff_len": int(task.cutoff_len)},
-                    desc=f"tokenizing {attr.name}",
-                    new_fingerprint=f"{fingerprint}-{attr.name}",
-                )
+            raw.map(
+                tokenize_batch,
+                batched=True,
+                batch_size=1000,
+                num_proc=num_proc if num_proc and num_proc > 1 and large else None,
+                remove_columns=raw.column_names,
+                fn_kwargs={"attr": attr, "encoder": encoder, "template": template, "system": task.system, "cutoff_len": int(task.cutoff_len)},
+                cache_file_name=str(out_dir / f"part{index:03d}.arrow"),
+                desc=f"tokenizing {attr.name}",
+                new_fingerprint=f"{fingerprint}-{attr.name}",
             )
-    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+@contextmanager
+def old_objects_frozen() -> Iterator[None]:
+    """The cyclic garbage collector leaves the objects that exist now (the tokenizer, the loaded modules) out
+    of its full collections while a data set is tokenized, here and in the workers forked from here.
+    Reading the tokenizer's vocabulary and tokenizing rows allocate many containers, so full collections
+    come often, and each walked all those objects again: a third of the time to set tiktoken up, a fifth
+    of the workers' time, and in both workers at once (the rows/s dips every ~50k rows). They rejoin the
+    collections afterwards, so garbage among them is only collected late (a process that froze objects
+    itself is left as it was)."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextmanager
@@ -206,31 +230,28 @@ def batch_slots(batch: dict[str, list], attr: DatasetAttr, template: Template, s
     return converted, layout, slots
 
 
-def tokenize_batch(batch: dict[str, list], attr: DatasetAttr, encoder: SlotEncoder, template: Template, system: str | None, cutoff_len: int) -> dict[str, list]:
-    """Convert, encode (all slots of the batch in one call) and mask a batch of rows."""
+def tokenize_batch(batch: dict[str, list], attr: DatasetAttr, encoder: SlotEncoder, template: Template, system: str | None, cutoff_len: int) -> pa.Table:
+    """Convert, encode (all slots of the batch in one call) and mask a batch of rows. Returned as an Arrow
+    table, which datasets writes as it is: a dict of lists of lists it would convert and type-check value
+    by value, at more cost than the masking."""
     converted, layout, slots = batch_slots(batch, attr, template, system)
     encoded = encoder.encode(slots)
-    out: dict[str, list] = {"input_ids": [], "labels": [], "drop_reason": [], "truncated": [], "special_in_text": []}
+    rows: list[list[list[int]]] = []
     cursor = 0
-    for item, counts in zip(converted, layout):
-        if isinstance(item, str):
-            out["input_ids"].append([])
-            out["labels"].append([])
-            out["drop_reason"].append(item)
-            out["truncated"].append(False)
-            out["special_in_text"].append(False)
-            continue
+    for counts in layout:
         turn_ids = []
         for count in counts:
             turn_ids.append(encoded[cursor] if count == 1 else list(chain.from_iterable(encoded[cursor : cursor + count])))
             cursor += count
-        input_ids, labels, truncated = build_supervised_example(turn_ids, cutoff_len)
-        out["input_ids"].append(input_ids)
-        out["labels"].append(labels)
-        out["drop_reason"].append("" if labels.count(IGNORE_INDEX) < len(labels) else NO_LABELS)
-        out["truncated"].append(truncated)
-        out["special_in_text"].append(any(marker in m["content"] for m in item[0] for marker in SPECIAL_MARKERS))
-    return out
+        rows.append(turn_ids)
+    examples = build_supervised_examples(rows, cutoff_len)
+    return pa.table({
+        "input_ids": pa.ListArray.from_arrays(examples.offsets, examples.input_ids),
+        "labels": pa.ListArray.from_arrays(examples.offsets, examples.labels),
+        "drop_reason": [item if isinstance(item, str) else "" if has_labels else NO_LABELS for item, has_labels in zip(converted, examples.has_labels)],
+        "truncated": examples.truncated,
+        "special_in_text": [not isinstance(item, str) and any(marker in m["content"] for m in item[0] for marker in SPECIAL_MARKERS) for item in converted],
+    })
 
 
 def count_and_filter(tokenized: datasets.Dataset, cutoff_len: int, keep_rows_without_labels: bool) -> tuple[datasets.Dataset, dict[str, Any]]:

@@ -15,6 +15,11 @@ tiktoken's BPE costs the square of a piece's length, and the split regex makes a
 characters between two punctuation marks one piece (often 50-150 bytes). So the encoder splits with the
 same regex itself and encodes each distinct piece once, from a per-process cache: each piece is encoded
 alone in tiktoken too, so the ids are the same, and the rows of a data set share many of their pieces.
+
+datasets' worker processes get the encoder by pickling. Pickled whole, a 150k-vocabulary encoder is 10 MB
+and takes seconds to pickle and again to unpickle in each worker, so it pickles as a key: a worker forked
+from the process that built it (datasets' workers on Linux) finds the very encoder it inherited, and a
+worker started afresh rebuilds it from the tokenizer.json, without repeating the probe check.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ import json
 import logging
 import re
 import unicodedata
+import uuid
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +50,9 @@ PROBE_TEXTS = (
     "",
 )
 
+# the encoders this process built or inherited by fork, by key: what an unpickled encoder is looked up in
+_LIVE_ENCODERS: weakref.WeakValueDictionary[str, SlotEncoder] = weakref.WeakValueDictionary()
+
 
 class SlotEncoder:
     """Encodes lists of strings to lists of token ids; picklable, so datasets' worker processes get it."""
@@ -51,14 +61,21 @@ class SlotEncoder:
         """`tokenizer_json`: the backend tokenizer's `to_str()` when the caller has it already (it takes ~0.3 s
         for a 150k vocabulary)."""
         self.backend = tokenizer.backend_tokenizer
+        self.tokenizer_json = tokenizer_json or self.backend.to_str()
+        self.split_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
         self.encoding, self.normalize_nfc, self.added_ids, self.added_pattern, self.split_pattern = None, False, {}, None, None
         self.piece_ids: dict[str, list[int]] = {}
-        reason = self._use_tiktoken(tokenizer, [*PROBE_TEXTS, *probe_texts], tokenizer_json or self.backend.to_str())
+        reason = self._use_tiktoken(tokenizer, [*PROBE_TEXTS, *probe_texts], self.tokenizer_json)
         if reason:
             self.encoding = None
             log.info("tokenizing with the HF tokenizer (tiktoken not used: %s)", reason)
         else:
             log.info("tokenizing with tiktoken, checked against the HF tokenizer")
+        self.key = uuid.uuid4().hex
+        _LIVE_ENCODERS[self.key] = self
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str, bool, bool]]:
+        return _encoder_in_this_process, (self.key, self.tokenizer_json, self.split_special_tokens, self.uses_tiktoken)
 
     @property
     def uses_tiktoken(self) -> bool:
@@ -70,34 +87,41 @@ class SlotEncoder:
         distinct = list(dict.fromkeys(texts))
         if not distinct:
             return []
-        encoded = [self._tiktoken_ids(text) for text in distinct] if self.encoding is not None else self._hf_ids(distinct)
+        encoded = self._tiktoken_ids(distinct) if self.encoding is not None else self._hf_ids(distinct)
         ids = dict(zip(distinct, encoded))
         return [ids[text] for text in texts]
 
     def _hf_ids(self, texts: list[str]) -> list[list[int]]:
         return [encoding.ids for encoding in self.backend.encode_batch(texts, add_special_tokens=False)]
 
-    def _tiktoken_ids(self, text: str) -> list[int]:
+    def _tiktoken_ids(self, texts: list[str]) -> list[list[int]]:
         """The HF tokenizer's order of work: added tokens split out verbatim (leftmost, longest first),
-        each piece between them normalized, then split and BPE-encoded."""
-        ids: list[int] = []
-        for index, piece in enumerate(self.added_pattern.split(text)):
-            if index % 2:
-                ids.append(self.added_ids[piece])
-            elif piece:
-                ids += self._ordinary_ids(unicodedata.normalize("NFC", piece) if self.normalize_nfc else piece)
-        return ids
+        each segment between them normalized, then split and BPE-encoded. Each distinct segment once: the
+        template's own ("\n", "assistant\n") recur in every row."""
+        parts = [self.added_pattern.split(text) for text in texts]
+        segments = dict.fromkeys(segment for text_parts in parts for segment in text_parts[0::2])
+        for segment in segments:
+            segments[segment] = self._ordinary_ids(unicodedata.normalize("NFC", segment) if self.normalize_nfc else segment)
+        encoded = []
+        for text_parts in parts:
+            ids = list(segments[text_parts[0]])
+            for index in range(1, len(text_parts), 2):
+                ids.append(self.added_ids[text_parts[index]])
+                ids += segments[text_parts[index + 1]]
+            encoded.append(ids)
+        return encoded
 
     def _ordinary_ids(self, text: str) -> list[int]:
         """tiktoken's encode_ordinary, one split piece at a time, each distinct piece BPE-encoded once."""
         ids: list[int] = []
+        piece_ids = self.piece_ids
         for piece in self.split_pattern.findall(text):
-            piece_ids = self.piece_ids.get(piece)
-            if piece_ids is None:
-                if len(self.piece_ids) >= PIECE_CACHE_SIZE:
-                    self.piece_ids.clear()
-                piece_ids = self.piece_ids[piece] = self.encoding.encode_ordinary(piece)
-            ids += piece_ids
+            try:
+                ids += piece_ids[piece]
+            except KeyError:
+                if len(piece_ids) >= PIECE_CACHE_SIZE:
+                    piece_ids.clear()
+                ids += piece_ids.setdefault(piece, self.encoding.encode_ordinary(piece))
         return ids
 
     def _use_tiktoken(self, tokenizer: Any, probe_texts: list[str], tokenizer_json: str) -> str:
@@ -106,14 +130,34 @@ class SlotEncoder:
             import tiktoken  # noqa: F401  (only whether it is installed)
         except ImportError:
             return "tiktoken is not installed (pip install tiktoken)"
-        setup = _tiktoken_setup(tokenizer_json, bool(getattr(tokenizer, "split_special_tokens", False)))
+        setup = _tiktoken_setup(tokenizer_json, self.split_special_tokens)
         if isinstance(setup, str):
             return setup
-        self.encoding, self.normalize_nfc, self.added_ids, self.added_pattern, self.split_pattern = setup
-        for text in dict.fromkeys(probe_texts):
-            if self._tiktoken_ids(text) != self._hf_ids([text])[0]:
+        self._set_tiktoken(setup)
+        texts = list(dict.fromkeys(probe_texts))
+        for text, tiktoken_ids, hf_ids in zip(texts, self._tiktoken_ids(texts), self._hf_ids(texts)):
+            if tiktoken_ids != hf_ids:
                 return f"its ids differ from the HF tokenizer's on {text[:60]!r}"
         return ""
+
+    def _set_tiktoken(self, setup: tuple[Any, bool, dict[str, int], re.Pattern, Any]) -> None:
+        self.encoding, self.normalize_nfc, self.added_ids, self.added_pattern, self.split_pattern = setup
+
+
+def _encoder_in_this_process(key: str, tokenizer_json: str, split_special_tokens: bool, uses_tiktoken: bool) -> SlotEncoder:
+    """An unpickled encoder: the one this process built or inherited by fork, else rebuilt as its builder
+    set it up (tiktoken or not, as the builder's probe check decided)."""
+    encoder = _LIVE_ENCODERS.get(key)
+    if encoder is None:
+        from tokenizers import Tokenizer
+
+        encoder = SlotEncoder.__new__(SlotEncoder)
+        encoder.backend, encoder.tokenizer_json, encoder.split_special_tokens = Tokenizer.from_str(tokenizer_json), tokenizer_json, split_special_tokens
+        encoder.encoding, encoder.piece_ids, encoder.key = None, {}, key
+        if uses_tiktoken:
+            encoder._set_tiktoken(_tiktoken_setup(tokenizer_json, split_special_tokens))
+        _LIVE_ENCODERS[key] = encoder
+    return encoder
 
 
 @functools.lru_cache(maxsize=2)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from sft.errors import ConfigError
 
 IGNORE_INDEX = -100
@@ -96,26 +98,60 @@ def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int
     return new_source_len, new_target_len
 
 
-def build_supervised_example(
-    turn_ids: Sequence[Sequence[int]], cutoff_len: int
-) -> tuple[list[int], list[int], bool]:
-    """input_ids, labels and whether anything was cut, from the token ids of each message.
+def supervised_lengths(turn_lengths: Sequence[int], cutoff_len: int) -> tuple[list[int], bool]:
+    """How many leading tokens of each message (prompt, answer, prompt, ...) a supervised example keeps, and
+    whether anything was cut.
 
-    Pairs (prompt, answer) are taken oldest first with the remaining budget; each part keeps its
-    start; prompts are labelled IGNORE_INDEX; every answer is trained (history included).
+    Pairs (prompt, answer) are taken oldest first with the remaining budget; each part keeps its start;
+    once the budget is spent, the later pairs keep nothing.
     """
-    input_ids: list[int] = []
-    labels: list[int] = []
+    kept: list[int] = []
     truncated = False
     total_length = 0
-    for pair_start in range(0, len(turn_ids), 2):
-        source_ids, target_ids = turn_ids[pair_start], turn_ids[pair_start + 1]
+    for pair_start in range(0, len(turn_lengths), 2):
+        source_len, target_len = turn_lengths[pair_start], turn_lengths[pair_start + 1]
         if total_length >= cutoff_len:
+            kept += [0] * (len(turn_lengths) - pair_start)
             truncated = True
             break
-        source_len, target_len = infer_seqlen(len(source_ids), len(target_ids), cutoff_len - total_length)
-        truncated = truncated or source_len < len(source_ids) or target_len < len(target_ids)
-        total_length += source_len + target_len
-        input_ids += list(source_ids[:source_len]) + list(target_ids[:target_len])
-        labels += [IGNORE_INDEX] * source_len + list(target_ids[:target_len])
-    return input_ids, labels, truncated
+        new_source_len, new_target_len = infer_seqlen(source_len, target_len, cutoff_len - total_length)
+        truncated = truncated or new_source_len < source_len or new_target_len < target_len
+        total_length += new_source_len + new_target_len
+        kept += (new_source_len, new_target_len)
+    return kept, truncated
+
+
+@dataclass
+class SupervisedBatch:
+    """Supervised examples end to end: row i is input_ids[offsets[i]:offsets[i + 1]], likewise its labels."""
+
+    input_ids: np.ndarray
+    labels: np.ndarray
+    offsets: np.ndarray
+    truncated: list[bool]
+    has_labels: list[bool]
+
+
+def build_supervised_examples(rows: Sequence[Sequence[list[int]]], cutoff_len: int) -> SupervisedBatch:
+    """input_ids and labels of each row from the token ids of its messages (no messages: an empty row).
+
+    Prompts are labelled IGNORE_INDEX and every answer is trained (history included). A batch at once: the
+    ids are laid end to end in one list and the labels masked with numpy, not built token by token.
+    """
+    flat: list[int] = []
+    segments: list[int] = []  # kept lengths, prompt and answer alternating, every row's in turn
+    offsets = [0]
+    truncated_rows: list[bool] = []
+    has_labels: list[bool] = []
+    for turn_ids in rows:
+        kept, truncated = supervised_lengths([len(ids) for ids in turn_ids], cutoff_len)
+        for ids, length in zip(turn_ids, kept):
+            flat += ids if length == len(ids) else ids[:length]
+        segments += kept
+        offsets.append(len(flat))
+        truncated_rows.append(truncated)
+        has_labels.append(any(kept[1::2]))
+    input_ids = np.array(flat, dtype=np.int32)
+    is_prompt = np.repeat(np.resize(np.array([True, False]), len(segments)), segments)
+    labels = np.where(is_prompt, np.int32(IGNORE_INDEX), input_ids)
+    return SupervisedBatch(input_ids, labels, np.array(offsets, dtype=np.int32), truncated_rows, has_labels)

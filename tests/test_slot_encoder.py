@@ -3,6 +3,7 @@ model's, on every string of the demo data and on strings built to split differen
 output is the same with and without tiktoken."""
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import random
 import sys
@@ -51,7 +52,21 @@ def test_tiktoken_ids_equal_the_hf_tokenizers(which, qwen_tokenizer, tiny_tokeni
     texts = corpus()
     expected = [tokenizer.encode(text, add_special_tokens=False) for text in texts]
     assert encoder.encode(texts) == expected
-    assert pickle.loads(pickle.dumps(encoder)).encode(texts[-12:]) == expected[-12:], "datasets' workers get a pickled copy"
+
+
+def test_a_worker_process_gets_the_encoder_it_inherited_or_rebuilds_it(qwen_tokenizer, monkeypatch):
+    """datasets' map workers receive the encoder pickled: a forked worker finds the one it inherited (the same
+    object, nothing rebuilt); a worker started afresh rebuilds it from the tokenizer.json as it was set up
+    (tiktoken or the HF tokenizer), with the same ids."""
+    encoders = [SlotEncoder(qwen_tokenizer)]
+    monkeypatch.setattr(SlotEncoder, "_use_tiktoken", lambda self, tokenizer, probe_texts, tokenizer_json: "switched off by the test")
+    encoders.append(SlotEncoder(qwen_tokenizer))
+    texts = corpus()[-40:]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        for encoder, uses_tiktoken in zip(encoders, (True, False)):
+            assert pickle.loads(pickle.dumps(encoder)) is encoder
+            assert pool.apply(getattr, (encoder, "uses_tiktoken")) is encoder.uses_tiktoken is uses_tiktoken
+            assert pool.apply(encoder.encode, (texts,)) == encoder.encode(texts)
 
 
 def test_a_pipeline_tiktoken_cannot_reproduce_falls_back_to_the_hf_tokenizer(tiny_model_dir, caplog):

@@ -2,9 +2,15 @@
 import pytest
 
 from sft.errors import ConfigError
-from sft.template import IGNORE_INDEX, build_supervised_example, get_template, infer_seqlen, turn_elements
+from sft.template import IGNORE_INDEX, build_supervised_examples, get_template, infer_seqlen, turn_elements
 
 M = IGNORE_INDEX
+
+
+def build_supervised_example(turns: list[list[int]], cutoff_len: int) -> tuple[list[int], list[int], bool]:
+    """One row through the batch builder: its input_ids, labels and whether it was cut."""
+    batch = build_supervised_examples([turns], cutoff_len)
+    return batch.input_ids.tolist(), batch.labels.tolist(), batch.truncated[0]
 
 
 @pytest.mark.parametrize(
@@ -79,3 +85,17 @@ def test_literal_idx_placeholder_in_user_text_becomes_the_turn_index():
 def test_unknown_template_names_the_known_ones():
     with pytest.raises(ConfigError, match="unknown template 'llama9'.*qwen"):
         get_template("llama9")
+
+
+def test_a_batch_gives_each_row_what_it_gives_alone_and_a_row_without_messages_is_empty():
+    rows = [[[1, 2, 3], [4, 5]], [], [[1] * 10, [5, 6]], [[1, 2], [3, 4], [5, 6], [7, 8]]]
+    batch = build_supervised_examples(rows, cutoff_len=4)
+    assert batch.offsets.tolist() == [0, 4, 4, 8, 12]
+    for index, turns in enumerate(rows):
+        start, end = batch.offsets[index], batch.offsets[index + 1]
+        alone = build_supervised_examples([turns], cutoff_len=4)
+        assert batch.input_ids[start:end].tolist() == alone.input_ids.tolist()
+        assert batch.labels[start:end].tolist() == alone.labels.tolist()
+    assert batch.truncated == [True, False, True, True]
+    assert batch.has_labels == [True, False, False, True]
+    assert batch.input_ids.dtype == batch.labels.dtype == "int32"
