@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from runs.files import LOSS_PLOT_FILE, RESULT_FILE
 from runs.loss_plot import plot_llamafactory_loss
-from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, TRAIN_SEED, read_status, write_result
+from runs.result import (COMPLETED, DATA_FINGERPRINT, DATA_SEED, OBJECTIVE, OBJECTIVE_NAME, PRUNED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, STATUS,
+                         TRAIN_SEED, read_result, write_result)
 from runs.smoothing import default_time_constant, objective_from_metrics
 from sft.budget import budget_warnings, check_budget, plan_budget
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
@@ -37,18 +38,38 @@ log = logging.getLogger(__name__)
 def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train one run into run_dir and return its result.json content (status completed or pruned).
 
+    A requeued SLURM job whose run dir already says completed or pruned returns that result and trains
+    nothing: the stop signal landed after the run had finished, and submitit requeued the job all the
+    same. Anywhere else (the same command run again by hand into the same hydra.run.dir) the run trains
+    again, replacing the earlier result.
+
     Raises ConfigError / DataError for bad input, OSError for an I/O error and TrainingFailed for a
     non-finite loss, after writing result.json with status "failed" and the reason; Ctrl-C and SIGTERM
     leave status "interrupted" (sft.ending).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    recorded, _ = read_result(run_dir)
+    status = recorded.get(STATUS) if recorded else None
+    if status in (COMPLETED, PRUNED) and requeued_slurm_job():
+        log.info("the run had already finished before its job was requeued: %s, %s = %s; returning that result, not training again",
+                 status, recorded.get(OBJECTIVE_NAME), recorded.get(OBJECTIVE))
+        return recorded
     # a requeued job (or the same command after a stop signal) finds "interrupted" in its run dir and
     # resumes from the checkpoint it saved; that earlier ending no longer holds once this session starts
-    interrupted = read_status(run_dir) == "interrupted"
+    interrupted = status == "interrupted"
     (run_dir / RESULT_FILE).unlink(missing_ok=True)
     with ending_recorded(run_dir, cfg.objective):
         return _train(cfg, run_dir, reporter, resume=True if interrupted else cfg.trainer.resume)
+
+
+def requeued_slurm_job() -> bool:
+    """Whether this process is a SLURM job that SLURM has requeued: SLURM_RESTART_COUNT counts the
+    requeues (absent or 0 in a job's first run)."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT", "0")) >= 1
+    except ValueError:
+        return False
 
 
 @dataclass

@@ -39,8 +39,12 @@ def finished_run(tmp_path_factory, cache_dir):
     resume=true on a run dir without a checkpoint yet trains from step 0 (a new trial of a sweep)."""
     root = tmp_path_factory.mktemp("project")
     run_dir = root / "run"
-    run_train([*FINISHED, "trainer.resume=true", f"hydra.run.dir={run_dir}"], root, cache_dir)
+    run_train(finished_run_command(run_dir), root, cache_dir)
     return run_dir
+
+
+def finished_run_command(run_dir: Path) -> list[str]:
+    return [*FINISHED, "trainer.resume=true", f"hydra.run.dir={run_dir}"]
 
 
 @pytest.mark.slow
@@ -111,6 +115,28 @@ def test_same_seed_same_curve_and_resume_continues_with_the_same_data(finished_r
         assert [line[column] for line in resumed if line[column] is not None] == pytest.approx(
             [line[column] for line in uninterrupted if line[column] is not None], rel=1e-5)
     assert json.loads((second / "result.json").read_text())["seen"]["steps"] == 20
+
+
+@pytest.mark.slow
+@reads_finished_run
+def test_a_requeued_job_of_a_finished_run_returns_its_result_without_training(finished_run, tmp_path, cache_dir):
+    """A stop signal can land after result.json is written, and submitit requeues the job all the same:
+    the requeued job (SLURM_RESTART_COUNT=1) runs the same command into the same run dir and returns the
+    recorded result. Run by hand without that variable, the same command trains again."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)  # keeps the files' mtimes
+    recorded = json.loads((run_dir / "result.json").read_text())
+    files = ("result.json", "metrics.jsonl", "samples.jsonl", "adapter_model.safetensors")
+    before = {name: ((run_dir / name).read_bytes(), (run_dir / name).stat().st_mtime_ns) for name in files}
+    requeued = run_train(finished_run_command(run_dir), tmp_path, cache_dir, extra_env={"SLURM_RESTART_COUNT": "1"})
+    output = requeued.stdout + requeued.stderr
+    assert "the run had already finished before its job was requeued: completed, smoothed_loss = " in output, output[-3000:]
+    assert f"completed: smoothed_loss = {recorded['objective']} (run dir {run_dir})" in output
+    assert {name: ((run_dir / name).read_bytes(), (run_dir / name).stat().st_mtime_ns) for name in files} == before
+    shutil.rmtree(run_dir / "checkpoint-20")  # so that the run below trains its last 10 steps again
+    run_train(finished_run_command(run_dir), tmp_path, cache_dir)
+    assert f"resuming from {run_dir / 'checkpoint-10'}" in (run_dir / "train.log").read_text()
+    assert (run_dir / "adapter_model.safetensors").stat().st_mtime_ns != before["adapter_model.safetensors"][1]
 
 
 @pytest.mark.slow
@@ -228,6 +254,16 @@ def test_a_budget_shorter_than_one_logging_interval_is_refused_before_torch_is_i
 def compose_train(overrides):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
+
+
+def test_a_requeued_job_of_a_pruned_run_returns_the_pruned_result(tmp_path, monkeypatch):
+    from sft.train import run_training
+
+    pruned = {"status": "pruned", "reason": "pruned at 48 samples seen", "objective": 3.5, "objective_name": "smoothed_loss"}
+    (tmp_path / "result.json").write_text(json.dumps(pruned))
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    assert run_training(compose_train(TINY), tmp_path) == pruned
+    assert json.loads((tmp_path / "result.json").read_text()) == pruned
 
 
 @pytest.mark.parametrize(
