@@ -3,6 +3,7 @@ model batches.
 
 PaddedCollator is LLaMA-Factory's default path: right padding to the longest row of the batch.
 PaddingFreeCollator computes the same samples without pads; pack_examples is LLaMA-Factory's packing.
+Both collators' batches also say how many samples and non-pad tokens they hold, as ints, for SFTTrainer.
 """
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ from typing import Any, Sequence
 import torch
 from transformers import DataCollatorWithFlattening
 
-from sft.stream import PACKED_IDS_COLUMN, SAMPLE_ID_COLUMN
+from sft.stream import PACKED_IDS_COLUMN, SAMPLE_ID_COLUMN, SAMPLE_IDS_KEY
 
 IGNORE_INDEX = -100  # the label torch's cross_entropy skips (its default ignore_index)
-SAMPLE_COUNT_KEY = "sample_count"  # samples in a padding-free batch, whose one row holds them all; pop before forward
-PADDED_LAYOUT_KEY = "padded_layout"  # a padding-free batch's PaddedLayout, for sft.lora_dropout; pop before forward
+# The batch's samples and non-pad tokens as Python ints, for counting what training saw without reading a
+# tensor (the batch may already be on a GPU, where that read waits for the device every micro-batch).
+SAMPLE_COUNT_KEY = "sample_count"
+TOKEN_COUNT_KEY = "token_count"
+PADDED_LAYOUT_KEY = "padded_layout"  # a padding-free batch's PaddedLayout, for sft.lora_dropout
+TRAINER_KEYS = (SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, PADDED_LAYOUT_KEY, SAMPLE_IDS_KEY)  # for SFTTrainer, not the model
 PAD_TO_MULTIPLE_OF = 8
 
 Example = dict[str, Any]
@@ -37,6 +42,16 @@ def check_examples(examples: Sequence[Example]) -> None:
                 f"example {index} has {len(example['input_ids'])} input_ids but {len(example['labels'])} labels; "
                 "labels must be unshifted and as long as input_ids"
             )
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch without what the collators add for SFTTrainer (TRAINER_KEYS): what the model's forward takes."""
+    return {key: value for key, value in batch.items() if key not in TRAINER_KEYS}
+
+
+def batch_counts(lengths: Sequence[int]) -> dict[str, int]:
+    """A batch's SAMPLE_COUNT_KEY and TOKEN_COUNT_KEY entries, from its samples' token counts."""
+    return {SAMPLE_COUNT_KEY: len(lengths), TOKEN_COUNT_KEY: sum(lengths)}
 
 
 def padded_width(lengths: Sequence[int], pad_to_multiple_of: int | None) -> int:
@@ -67,11 +82,12 @@ class PaddedCollator:
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
 
-    def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
         check_examples(examples)
         if any("sequence_lengths" in example for example in examples):
             raise ValueError("packed rows (from pack_examples) need PaddingFreeCollator: padding them would let their samples attend to each other")
-        width = padded_width([len(example["input_ids"]) for example in examples], self.pad_to_multiple_of)
+        lengths = [len(example["input_ids"]) for example in examples]
+        width = padded_width(lengths, self.pad_to_multiple_of)
         input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -80,7 +96,7 @@ class PaddedCollator:
             input_ids[row, :length] = torch.as_tensor(example["input_ids"], dtype=torch.long)
             labels[row, :length] = torch.as_tensor(example["labels"], dtype=torch.long)
             attention_mask[row, :length] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **batch_counts(lengths)}
 
 
 class PaddingFreeCollator:
@@ -89,8 +105,7 @@ class PaddingFreeCollator:
 
     Samples stay isolated by their boundaries, which the batch carries as position_ids restarting at 0
     and as cu_seq_lens_q/k (the varlen kwargs): attn_implementation "sdpa_varlen" (sft.attention),
-    "flex_attention" (a document BlockMask built by transformers) and flash-attention use them. The
-    batch also says how many samples it holds (SAMPLE_COUNT_KEY), for counting samples seen. Each
+    "flex_attention" (a document BlockMask built by transformers) and flash-attention use them. Each
     sample's first label becomes -100: after the model's internal shift it would be the target of the
     previous sample's last token; the padded path never trains it either, so the losses stay equal.
 
@@ -115,7 +130,7 @@ class PaddingFreeCollator:
             batch["attention_mask"] = block_causal_mask(batch["cu_seq_lens_q"])
         # transformers reads document boundaries from position_ids only when no KV cache is built
         batch["use_cache"] = False
-        batch[SAMPLE_COUNT_KEY] = len(samples)
+        batch.update(batch_counts([len(sample["input_ids"]) for sample in samples]))
         if self.padded_layout:
             batch[PADDED_LAYOUT_KEY] = padded_layout(examples)
         return batch

@@ -12,21 +12,18 @@ import torch
 from transformers import Trainer
 
 from sft.callbacks import SeenCounter
-from sft.collate import IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY
+from sft.collate import IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, model_inputs
 from sft.lora_dropout import LayoutSlot
 from sft.stream import SAMPLE_IDS_KEY, StreamSampler
 
 
 def count_batch(inputs: dict[str, Any]) -> tuple[int, int]:
-    """(samples, non-pad tokens) in one micro-batch."""
-    input_ids = inputs["input_ids"]
-    samples = int(inputs[SAMPLE_COUNT_KEY]) if SAMPLE_COUNT_KEY in inputs else int(input_ids.shape[0])
-    attention_mask = inputs.get("attention_mask")
-    if attention_mask is not None and attention_mask.dim() == 2:
-        tokens = int(attention_mask.sum())
-    else:
-        tokens = int(input_ids.numel())
-    return samples, tokens
+    """(samples, non-pad tokens) in one micro-batch: the ints its collator put in it (sft.collate). Summing
+    its attention mask instead would wait for the GPU that already holds the batch, every micro-batch."""
+    if SAMPLE_COUNT_KEY not in inputs or TOKEN_COUNT_KEY not in inputs:
+        raise ValueError(f"the batch has no {SAMPLE_COUNT_KEY!r} and {TOKEN_COUNT_KEY!r}: collate it with "
+                         "sft.collate's PaddedCollator or PaddingFreeCollator")
+    return inputs[SAMPLE_COUNT_KEY], inputs[TOKEN_COUNT_KEY]
 
 
 def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,13 +61,12 @@ class SFTTrainer(Trainer):
         return self.stream
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
-        inputs = dict(inputs)
         samples, tokens = count_batch(inputs)
-        inputs.pop(SAMPLE_COUNT_KEY, None)
-        self.counter.step_ids.extend(inputs.pop(SAMPLE_IDS_KEY, []))
+        self.counter.step_ids.extend(inputs.get(SAMPLE_IDS_KEY, []))
         self.counter.samples += samples
         self.counter.tokens += tokens
-        layout = inputs.pop(PADDED_LAYOUT_KEY, None)
+        layout = inputs.get(PADDED_LAYOUT_KEY)
+        inputs = model_inputs(inputs)
         if self.layout_slot is None:
             return super().training_step(model, inputs, num_items_in_batch)
         with self.layout_slot.holding(layout):
@@ -104,7 +100,7 @@ class SFTTrainer(Trainer):
         return output
 
     def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: list[str] | None = None):
-        inputs = {key: value for key, value in inputs.items() if key not in (SAMPLE_COUNT_KEY, SAMPLE_IDS_KEY, PADDED_LAYOUT_KEY)}
+        inputs = model_inputs(inputs)
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         if loss is not None and "labels" in inputs:
             # the model's loss is the mean over the batch's predicted tokens (labels shifted by one)
