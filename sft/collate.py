@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Sequence
 
 import torch
@@ -64,12 +65,23 @@ def padded_width(lengths: Sequence[int], pad_to_multiple_of: int | None) -> int:
 
 @dataclass(frozen=True)
 class PaddedLayout:
-    """Where a padding-free row's tokens would sit in PaddedCollator's batch of the same samples:
-    `positions` = rows x width of that batch, `token_index` = each token's flat position in it, in
-    the row's order. sft.lora_dropout draws its noise in this layout, as the padded batch does."""
+    """Where a padding-free row's tokens would sit in PaddedCollator's batch of the same samples (rows of
+    these lengths, right padding, the default multiple). sft.lora_dropout draws its noise in this layout,
+    as the padded batch does. Worked out on first read only: the Trainer collates evaluation batches with
+    the training collator, and their layout is never read (no dropout in evaluation)."""
 
-    positions: int
-    token_index: torch.Tensor
+    lengths: tuple[int, ...]
+
+    @property
+    def positions(self) -> int:
+        """Rows x width of the padded batch."""
+        return len(self.lengths) * padded_width(self.lengths, PAD_TO_MULTIPLE_OF)
+
+    @cached_property
+    def token_index(self) -> torch.Tensor:
+        """Each token's flat position in the padded batch, in the row's order."""
+        width = padded_width(self.lengths, PAD_TO_MULTIPLE_OF)
+        return torch.cat([row * width + torch.arange(length) for row, length in enumerate(self.lengths)])
 
 
 class PaddedCollator:
@@ -140,10 +152,7 @@ def padded_layout(examples: Sequence[Example]) -> PaddedLayout:
     """The PaddedLayout of PaddedCollator's batch of these examples (right padding, default multiple)."""
     if any("sequence_lengths" in example for example in examples):
         raise ValueError("packed rows (from pack_examples) have no padded layout: build PaddingFreeCollator with padded_layout=False for them")
-    lengths = [len(example["input_ids"]) for example in examples]
-    width = padded_width(lengths, PAD_TO_MULTIPLE_OF)
-    token_index = torch.cat([row * width + torch.arange(length) for row, length in enumerate(lengths)])
-    return PaddedLayout(positions=len(lengths) * width, token_index=token_index)
+    return PaddedLayout(tuple(len(example["input_ids"]) for example in examples))
 
 
 def split_packed(examples: Sequence[Example]) -> list[Example]:

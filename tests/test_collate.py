@@ -199,6 +199,14 @@ def test_padded_layout_places_each_token_where_the_padded_batch_has_it():
     assert torch.equal(layout.token_index, real_positions)
 
 
+def test_padded_layout_is_worked_out_only_when_read():
+    """Evaluation batches carry a layout too (one collator for training and evaluation); with no dropout
+    there nothing reads it, and nothing but the lengths is made."""
+    layout = PaddingFreeCollator(padded_layout=True)(make_examples([3, 10, 1]))[PADDED_LAYOUT_KEY]
+    assert vars(layout) == {"lengths": (3, 10, 1)}
+    assert layout.token_index is layout.token_index and "token_index" in vars(layout)
+
+
 def lora_dropout_trainer(tmp_path, padding_free: bool):
     """SFTTrainer on a tiny Qwen2 with LoRA dropout 0.1 (the same initial weights every call), set up as
     sft.train builds it: padding-free batches carry the padded layout, which the swapped-in dropout reads."""
