@@ -20,15 +20,14 @@ from sft.stream import SAMPLE_IDS_KEY, StreamSampler
 def count_batch(inputs: dict[str, Any]) -> tuple[int, int]:
     """(samples, non-pad tokens) in one micro-batch: the ints its collator put in it (sft.collate). Summing
     its attention mask instead would wait for the GPU that already holds the batch, every micro-batch."""
-    if SAMPLE_COUNT_KEY not in inputs or TOKEN_COUNT_KEY not in inputs:
-        raise ValueError(f"the batch has no {SAMPLE_COUNT_KEY!r} and {TOKEN_COUNT_KEY!r}: collate it with "
-                         "sft.collate's PaddedCollator or PaddingFreeCollator")
     return inputs[SAMPLE_COUNT_KEY], inputs[TOKEN_COUNT_KEY]
 
 
 def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the loss reads a logit: a [batch, length] boolean mask of the positions whose next token is a
-    label (labels shifted by one, as the model's loss shifts them), and those next-token labels in order."""
+    label (labels shifted by one, as the model's loss shifts them), and those next-token labels in order.
+    Selecting by the mask waits for a GPU holding the labels (the count of kept positions sets the size), as
+    transformers' own selection of the hidden states by the same mask does inside the forward."""
     next_labels = torch.nn.functional.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
     keep = next_labels != IGNORE_INDEX
     return keep, next_labels[keep]
