@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from judge.heldout import encode_prompt
 from judge.models import AdapterSet, generate, load_base
-from sft.model import load_tokenizer, lora_config
+from sft.model import load_tokenizer, lora_config, peft_quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,8 @@ def save_adapters(cfg, folder: Path, count: int) -> list[Path]:
     paths = []
     for index in range(count):
         torch.manual_seed(index)
-        model = get_peft_model(load_base(cfg), lora_config(settings))
+        with peft_quiet():
+            model = get_peft_model(load_base(cfg), lora_config(settings))
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 torch.nn.init.normal_(parameter, std=0.02)

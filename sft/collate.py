@@ -3,21 +3,27 @@ model batches.
 
 PaddedCollator is LLaMA-Factory's default path: right padding to the longest row of the batch.
 PaddingFreeCollator computes the same samples without pads; pack_examples is LLaMA-Factory's packing.
+Both collators' batches also say how many samples and non-pad tokens they hold, as ints, for SFTTrainer.
 """
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Sequence
 
 import torch
 from transformers import DataCollatorWithFlattening
 
-from sft.stream import PACKED_IDS_COLUMN, SAMPLE_ID_COLUMN
+from sft.stream import PACKED_IDS_COLUMN, SAMPLE_ID_COLUMN, SAMPLE_IDS_KEY
 
 IGNORE_INDEX = -100  # the label torch's cross_entropy skips (its default ignore_index)
-SAMPLE_COUNT_KEY = "sample_count"  # samples in a padding-free batch, whose one row holds them all; pop before forward
-PADDED_LAYOUT_KEY = "padded_layout"  # a padding-free batch's PaddedLayout, for sft.lora_dropout; pop before forward
+# The batch's samples and non-pad tokens as Python ints, for counting what training saw without reading a
+# tensor (the batch may already be on a GPU, where that read waits for the device every micro-batch).
+SAMPLE_COUNT_KEY = "sample_count"
+TOKEN_COUNT_KEY = "token_count"
+PADDED_LAYOUT_KEY = "padded_layout"  # a padding-free batch's PaddedLayout, for sft.lora_dropout
+TRAINER_KEYS = (SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, PADDED_LAYOUT_KEY, SAMPLE_IDS_KEY)  # for SFTTrainer, not the model
 PAD_TO_MULTIPLE_OF = 8
 
 Example = dict[str, Any]
@@ -39,6 +45,16 @@ def check_examples(examples: Sequence[Example]) -> None:
             )
 
 
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch without what the collators add for SFTTrainer (TRAINER_KEYS): what the model's forward takes."""
+    return {key: value for key, value in batch.items() if key not in TRAINER_KEYS}
+
+
+def batch_counts(lengths: Sequence[int]) -> dict[str, int]:
+    """A batch's SAMPLE_COUNT_KEY and TOKEN_COUNT_KEY entries, from its samples' token counts."""
+    return {SAMPLE_COUNT_KEY: len(lengths), TOKEN_COUNT_KEY: sum(lengths)}
+
+
 def padded_width(lengths: Sequence[int], pad_to_multiple_of: int | None) -> int:
     """The width PaddedCollator pads rows of these lengths to: the longest, rounded up to the multiple."""
     width = max(lengths)
@@ -49,12 +65,23 @@ def padded_width(lengths: Sequence[int], pad_to_multiple_of: int | None) -> int:
 
 @dataclass(frozen=True)
 class PaddedLayout:
-    """Where a padding-free row's tokens would sit in PaddedCollator's batch of the same samples:
-    `positions` = rows x width of that batch, `token_index` = each token's flat position in it, in
-    the row's order. sft.lora_dropout draws its noise in this layout, as the padded batch does."""
+    """Where a padding-free row's tokens would sit in PaddedCollator's batch of the same samples (rows of
+    these lengths, right padding, the default multiple). sft.lora_dropout draws its noise in this layout,
+    as the padded batch does. Worked out on first read only: the Trainer collates evaluation batches with
+    the training collator, and their layout is never read (no dropout in evaluation)."""
 
-    positions: int
-    token_index: torch.Tensor
+    lengths: tuple[int, ...]
+
+    @property
+    def positions(self) -> int:
+        """Rows x width of the padded batch."""
+        return len(self.lengths) * padded_width(self.lengths, PAD_TO_MULTIPLE_OF)
+
+    @cached_property
+    def token_index(self) -> torch.Tensor:
+        """Each token's flat position in the padded batch, in the row's order."""
+        width = padded_width(self.lengths, PAD_TO_MULTIPLE_OF)
+        return torch.cat([row * width + torch.arange(length) for row, length in enumerate(self.lengths)])
 
 
 class PaddedCollator:
@@ -67,11 +94,12 @@ class PaddedCollator:
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
 
-    def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
         check_examples(examples)
         if any("sequence_lengths" in example for example in examples):
             raise ValueError("packed rows (from pack_examples) need PaddingFreeCollator: padding them would let their samples attend to each other")
-        width = padded_width([len(example["input_ids"]) for example in examples], self.pad_to_multiple_of)
+        lengths = [len(example["input_ids"]) for example in examples]
+        width = padded_width(lengths, self.pad_to_multiple_of)
         input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -80,7 +108,7 @@ class PaddedCollator:
             input_ids[row, :length] = torch.as_tensor(example["input_ids"], dtype=torch.long)
             labels[row, :length] = torch.as_tensor(example["labels"], dtype=torch.long)
             attention_mask[row, :length] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **batch_counts(lengths)}
 
 
 class PaddingFreeCollator:
@@ -89,8 +117,7 @@ class PaddingFreeCollator:
 
     Samples stay isolated by their boundaries, which the batch carries as position_ids restarting at 0
     and as cu_seq_lens_q/k (the varlen kwargs): attn_implementation "sdpa_varlen" (sft.attention),
-    "flex_attention" (a document BlockMask built by transformers) and flash-attention use them. The
-    batch also says how many samples it holds (SAMPLE_COUNT_KEY), for counting samples seen. Each
+    "flex_attention" (a document BlockMask built by transformers) and flash-attention use them. Each
     sample's first label becomes -100: after the model's internal shift it would be the target of the
     previous sample's last token; the padded path never trains it either, so the losses stay equal.
 
@@ -115,7 +142,7 @@ class PaddingFreeCollator:
             batch["attention_mask"] = block_causal_mask(batch["cu_seq_lens_q"])
         # transformers reads document boundaries from position_ids only when no KV cache is built
         batch["use_cache"] = False
-        batch[SAMPLE_COUNT_KEY] = len(samples)
+        batch.update(batch_counts([len(sample["input_ids"]) for sample in samples]))
         if self.padded_layout:
             batch[PADDED_LAYOUT_KEY] = padded_layout(examples)
         return batch
@@ -125,10 +152,7 @@ def padded_layout(examples: Sequence[Example]) -> PaddedLayout:
     """The PaddedLayout of PaddedCollator's batch of these examples (right padding, default multiple)."""
     if any("sequence_lengths" in example for example in examples):
         raise ValueError("packed rows (from pack_examples) have no padded layout: build PaddingFreeCollator with padded_layout=False for them")
-    lengths = [len(example["input_ids"]) for example in examples]
-    width = padded_width(lengths, PAD_TO_MULTIPLE_OF)
-    token_index = torch.cat([row * width + torch.arange(length) for row, length in enumerate(lengths)])
-    return PaddedLayout(positions=len(lengths) * width, token_index=token_index)
+    return PaddedLayout(tuple(len(example["input_ids"]) for example in examples))
 
 
 def split_packed(examples: Sequence[Example]) -> list[Example]:

@@ -12,26 +12,22 @@ import torch
 from transformers import Trainer
 
 from sft.callbacks import SeenCounter
-from sft.collate import IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY
+from sft.collate import IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, model_inputs
 from sft.lora_dropout import LayoutSlot
 from sft.stream import SAMPLE_IDS_KEY, StreamSampler
 
 
 def count_batch(inputs: dict[str, Any]) -> tuple[int, int]:
-    """(samples, non-pad tokens) in one micro-batch."""
-    input_ids = inputs["input_ids"]
-    samples = int(inputs[SAMPLE_COUNT_KEY]) if SAMPLE_COUNT_KEY in inputs else int(input_ids.shape[0])
-    attention_mask = inputs.get("attention_mask")
-    if attention_mask is not None and attention_mask.dim() == 2:
-        tokens = int(attention_mask.sum())
-    else:
-        tokens = int(input_ids.numel())
-    return samples, tokens
+    """(samples, non-pad tokens) in one micro-batch: the ints its collator put in it (sft.collate). Summing
+    its attention mask instead would wait for the GPU that already holds the batch, every micro-batch."""
+    return inputs[SAMPLE_COUNT_KEY], inputs[TOKEN_COUNT_KEY]
 
 
 def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the loss reads a logit: a [batch, length] boolean mask of the positions whose next token is a
-    label (labels shifted by one, as the model's loss shifts them), and those next-token labels in order."""
+    label (labels shifted by one, as the model's loss shifts them), and those next-token labels in order.
+    Selecting by the mask waits for a GPU holding the labels (the count of kept positions sets the size), as
+    transformers' own selection of the hidden states by the same mask does inside the forward."""
     next_labels = torch.nn.functional.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
     keep = next_labels != IGNORE_INDEX
     return keep, next_labels[keep]
@@ -64,13 +60,12 @@ class SFTTrainer(Trainer):
         return self.stream
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
-        inputs = dict(inputs)
         samples, tokens = count_batch(inputs)
-        inputs.pop(SAMPLE_COUNT_KEY, None)
-        self.counter.step_ids.extend(inputs.pop(SAMPLE_IDS_KEY, []))
+        self.counter.step_ids.extend(inputs.get(SAMPLE_IDS_KEY, []))
         self.counter.samples += samples
         self.counter.tokens += tokens
-        layout = inputs.pop(PADDED_LAYOUT_KEY, None)
+        layout = inputs.get(PADDED_LAYOUT_KEY)
+        inputs = model_inputs(inputs)
         if self.layout_slot is None:
             return super().training_step(model, inputs, num_items_in_batch)
         with self.layout_slot.holding(layout):
@@ -104,7 +99,7 @@ class SFTTrainer(Trainer):
         return output
 
     def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: list[str] | None = None):
-        inputs = {key: value for key, value in inputs.items() if key not in (SAMPLE_COUNT_KEY, SAMPLE_IDS_KEY, PADDED_LAYOUT_KEY)}
+        inputs = model_inputs(inputs)
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         if loss is not None and "labels" in inputs:
             # the model's loss is the mean over the batch's predicted tokens (labels shifted by one)

@@ -6,7 +6,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from sft.attention import SDPA_VARLEN, padding_free_attention
-from sft.collate import IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, PaddedCollator, PaddingFreeCollator, pack_examples
+from sft.collate import (IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, PaddedCollator, PaddingFreeCollator,
+                          model_inputs, pack_examples)
 from sft.lora_dropout import PaddedLayoutDropout, use_padded_layout_dropout
 
 VOCAB = 1000
@@ -55,10 +56,10 @@ def test_padding_free_loss_and_logits_match_padded_and_alone(attn_implementation
     examples = make_examples(LENGTHS)
     batch = PaddingFreeCollator(dense_mask=dense_mask)(examples)
     assert batch["input_ids"].shape == (1, sum(LENGTHS))
-    assert batch.pop(SAMPLE_COUNT_KEY) == len(LENGTHS)
+    assert batch[SAMPLE_COUNT_KEY] == len(LENGTHS)
     with torch.no_grad():
-        padded_loss = model(**PaddedCollator(pad_token_id=PAD)(examples)).loss
-        output = model(**batch)
+        padded_loss = model(**model_inputs(PaddedCollator(pad_token_id=PAD)(examples))).loss
+        output = model(**model_inputs(batch))
     assert output.loss.item() == pytest.approx(padded_loss.item(), abs=1e-5)
     assert torch.allclose(output.logits[0], logits_alone(model, examples), atol=1e-5)
 
@@ -97,10 +98,10 @@ def test_packed_rows_do_not_attend_across_samples(attn_implementation, dense_mas
     examples = make_examples(LENGTHS, seed=1)
     rows = pack_examples(examples, cutoff_len=32)
     batch = PaddingFreeCollator(dense_mask=dense_mask)(rows)
-    assert batch.pop(SAMPLE_COUNT_KEY) == len(examples)
+    assert batch[SAMPLE_COUNT_KEY] == len(examples)
     packed_order = [examples[index] for index in packing_order(examples, rows)]
     with torch.no_grad():
-        logits = model(**batch).logits[0]
+        logits = model(**model_inputs(batch)).logits[0]
     assert torch.allclose(logits, logits_alone(model, packed_order), atol=1e-5)
 
 
@@ -123,9 +124,7 @@ def test_padding_free_lora_forward_backward_matches_padded_gradients():
         lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
         model = get_peft_model(tiny_qwen2(SDPA_VARLEN), lora)
         model.train()
-        batch = collator(examples)
-        batch.pop(SAMPLE_COUNT_KEY, None)
-        model(**batch).loss.backward()
+        model(**model_inputs(collator(examples))).loss.backward()
         gradients.append({name: param.grad for name, param in model.named_parameters() if param.requires_grad})
     padded, padding_free = gradients
     assert padded.keys() == padding_free.keys() and len(padded) > 0
@@ -148,8 +147,7 @@ def test_trainer_loss_on_label_logits_only_matches_the_full_loss_and_gradients(t
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=True)
     trainer = SFTTrainer(model=model, args=args, counter=SeenCounter(), stream=StreamSampler(1, 1, 0, False))
     assert trainer.logits_at_labels_only
-    batch = collator(make_examples(LENGTHS))
-    batch.pop(SAMPLE_COUNT_KEY, None)
+    batch = model_inputs(collator(make_examples(LENGTHS)))
     items = int((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
     losses, gradients = [], []
     for label_logits_only in (False, True):
@@ -164,6 +162,34 @@ def test_trainer_loss_on_label_logits_only_matches_the_full_loss_and_gradients(t
         assert torch.allclose(gradients[1][name], gradients[0][name], atol=1e-6), name
 
 
+def tensor_token_count(batch) -> int:
+    """count_batch's former count, read from the batch's tensors: the 2-D attention mask's sum, or every
+    input id of a padding-free row (whose mask, if any, is the [1, 1, T, T] block mask)."""
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None and mask.dim() == 2 else batch["input_ids"].numel()
+
+
+@pytest.mark.parametrize("collator,packed", [
+    (PaddedCollator(pad_token_id=PAD), False),
+    (PaddedCollator(pad_token_id=PAD, pad_to_multiple_of=None), False),
+    (PaddingFreeCollator(), False),
+    (PaddingFreeCollator(dense_mask=True), False),
+    (PaddingFreeCollator(padded_layout=True), False),
+    (PaddingFreeCollator(), True),
+    (PaddingFreeCollator(dense_mask=True), True),
+])
+def test_count_batch_reads_the_collators_counts_which_equal_the_tensor_counts(collator, packed):
+    """The ints each collator puts in its batch are the samples and non-pad tokens that count_batch used to
+    read from the tensors; count_batch reads no tensor (here on the meta device, where a read would fail)."""
+    from sft.trainer import count_batch
+
+    examples = make_examples(LENGTHS)
+    batch = collator(pack_examples(examples, cutoff_len=32) if packed else examples)
+    assert (batch[SAMPLE_COUNT_KEY], batch[TOKEN_COUNT_KEY]) == (len(LENGTHS), tensor_token_count(batch)) == (len(LENGTHS), sum(LENGTHS))
+    on_meta = {key: value.to("meta") if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+    assert count_batch(on_meta) == (len(LENGTHS), sum(LENGTHS))
+
+
 def test_padded_layout_places_each_token_where_the_padded_batch_has_it():
     examples = make_examples([3, 10, 1])
     layout = PaddingFreeCollator(padded_layout=True)(examples)[PADDED_LAYOUT_KEY]
@@ -171,6 +197,14 @@ def test_padded_layout_places_each_token_where_the_padded_batch_has_it():
     assert layout.positions == padded["input_ids"].numel() == 3 * 16
     real_positions = padded["attention_mask"].flatten().nonzero().flatten()
     assert torch.equal(layout.token_index, real_positions)
+
+
+def test_padded_layout_is_worked_out_only_when_read():
+    """Evaluation batches carry a layout too (one collator for training and evaluation); with no dropout
+    there nothing reads it, and nothing but the lengths is made."""
+    layout = PaddingFreeCollator(padded_layout=True)(make_examples([3, 10, 1]))[PADDED_LAYOUT_KEY]
+    assert vars(layout) == {"lengths": (3, 10, 1)}
+    assert layout.token_index is layout.token_index and "token_index" in vars(layout)
 
 
 def lora_dropout_trainer(tmp_path, padding_free: bool):
