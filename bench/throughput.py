@@ -71,7 +71,8 @@ def gpu_settings() -> Settings:
     overrides = ["task.cutoff_len=2048", "task.max_samples=null", "task.val_size=0", "trainer.per_device_batch_size=20",
                  "trainer.gradient_accumulation_steps=5", "trainer.precision=bf16", "optimizer.lr=5e-5", *LORA]
     modes = {"padded (LLaMA-Factory defaults)": ["trainer.padding_free=false", "trainer.gradient_checkpointing=true"],
-             "padding-free": [], "packed": ["trainer.packing=true"]}
+             "padding-free": [], "padding-free (micro-batches apart)": ["trainer.merge_micro_batches=false"],
+             "packed": ["trainer.packing=true"]}
     return Settings("gpu-qwen2.5-0.5b", overrides, warmup_steps=2, timed_steps=4, repeats=1, gpu=True, modes=modes)
 
 
@@ -192,6 +193,7 @@ def time_mode(settings: Settings, overrides: list[str], work_dir: Path, profile:
         "attention": model.config._attn_implementation,
         "gradient_checkpointing": bool(cfg.trainer.gradient_checkpointing),
         "liger": bool(built.trainer.args.use_liger_kernel),
+        "forwards_per_step": built.trainer.args.gradient_accumulation_steps,
         "seconds": seconds,
         "samples": samples_after - samples_before,
         "real_tokens": tokens_after - tokens_before,
@@ -270,18 +272,19 @@ def format_table(report: dict[str, Any]) -> str:
         f"{settings['name']} on {report['device_name']} (torch {report['torch']}), matmul peak "
         f"{report['matmul_peak_tflops']:.2f} TFLOP/s; train.py's trainer, {settings['timed_steps']} optimizer steps timed "
         f"after {settings['warmup_steps']} warm-up, best of {settings['repeats']} pass(es), modes taking turns",
-        f"{'mode':32} {'attention':15} {'ckpt':5} {'liger':5} {'samples/s':>10} {'real tok/s':>11} {'vs padded':>9} {'MFU':>6} {'last loss':>9}",
+        f"{'mode':36} {'attention':15} {'ckpt':5} {'liger':5} {'fwd/step':>8} {'samples/s':>10} {'real tok/s':>11} {'vs padded':>9} {'MFU':>6} {'last loss':>9}",
     ]
     for result in report["modes"]:
         mfu = f"{100 * result['mfu']:5.1f}%" if not report["device_name"].startswith("CPU") else "     -"
         loss = f"{result['last_loss']:9.4f}" if math.isfinite(result["last_loss"]) else "        -"
         vs_padded = f"{result['vs_padded']:8.2f}x" if math.isfinite(result["vs_padded"]) else "        -"
         lines.append(
-            f"{result['name']:32} {result['attention']:15} {'on' if result['gradient_checkpointing'] else 'off':5} "
-            f"{'on' if result['liger'] else 'off':5} {result['samples_per_s']:10.2f} {result['real_tokens_per_s']:11.0f} "
+            f"{result['name']:36} {result['attention']:15} {'on' if result['gradient_checkpointing'] else 'off':5} "
+            f"{'on' if result['liger'] else 'off':5} {result['forwards_per_step']:8d} {result['samples_per_s']:10.2f} {result['real_tokens_per_s']:11.0f} "
             f"{vs_padded} {mfu} {loss}"
         )
-    lines.append("MFU on a GPU only (a CPU's measured matmul peak says little); last loss: the last logged training loss")
+    lines.append("MFU on a GPU only (a CPU's measured matmul peak says little); fwd/step: forward passes an optimizer step takes "
+                 "(trainer.merge_micro_batches); last loss: the last logged training loss")
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,6 +31,9 @@ from sft.ending import ending_recorded
 from sft.errors import ConfigError, TrainingFailed, TrainingInterrupted
 from sft.interruption import StopOnSignal
 from sft.stop_signals import stop_signals
+
+if TYPE_CHECKING:  # imported where used: it imports torch, which train.py's checks come before
+    from sft.batching import MicroBatches
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
     import transformers
     from transformers.trainer_callback import PrinterCallback
 
-    from sft.batching import batching_for
+    from sft.batching import batching_for, micro_batches
     from sft.data import prepare_datasets
     from sft.lora_dropout import use_padded_layout_dropout
     from sft.model import check_vocab, load_model, load_tokenizer, resolve_precision
@@ -133,7 +136,8 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
     time_constant = float(cfg.smoothing.time_constant or default_time_constant(planned))
     counter, outcome, stopper = SeenCounter(), Outcome(), StopOnSignal(stop_signals())
     run_log = RunLogCallback(run_dir, counter, outcome, unit, time_constant, len(data.train), reporter, cfg.trainer.report_every)
-    args = training_arguments(cfg, run_dir, precision, budget["steps"], has_eval=data.eval is not None)
+    steps = micro_batches(cfg.trainer, batching, stream.order, int(cfg.task.cutoff_len), _cuda())
+    args = training_arguments(cfg, run_dir, precision, budget["steps"], steps, has_eval=data.eval is not None)
     wandb_run = start_wandb(cfg, run_dir) if cfg.logger.name == "wandb" else None
     trainer = SFTTrainer(
         model=model,
@@ -255,7 +259,8 @@ def mean_length(dataset: Any) -> float:
     return sum(len(ids) for ids in sample["input_ids"]) / max(1, len(sample))
 
 
-def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps: int, has_eval: bool) -> Any:
+def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps: int, steps: MicroBatches, has_eval: bool) -> Any:
+    """The HF TrainingArguments of the run; `steps` says how each optimizer step is cut into forward passes."""
     from transformers import TrainingArguments
 
     trainer, scheduler, optimizer = cfg.trainer, cfg.scheduler, cfg.optimizer
@@ -264,9 +269,9 @@ def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps
     eval_steps = trainer.eval_steps or trainer.logging_steps
     return TrainingArguments(
         output_dir=str(run_dir),
-        per_device_train_batch_size=int(trainer.per_device_batch_size),
+        per_device_train_batch_size=steps.size,
         per_device_eval_batch_size=int(trainer.eval_batch_size or trainer.per_device_batch_size),
-        gradient_accumulation_steps=int(trainer.gradient_accumulation_steps),
+        gradient_accumulation_steps=steps.count,
         max_steps=max_steps,
         learning_rate=float(optimizer.lr),
         weight_decay=float(optimizer.weight_decay),

@@ -53,6 +53,7 @@ CASES = [
     (["trainer.epochs=abc"], "trainer.epochs"),
     (["trainer.logging_steps=0"], "trainer.logging_steps"),
     (["trainer.save_steps=0"], "trainer.save_steps"),
+    (["trainer.merge_micro_batches=always"], "trainer.merge_micro_batches"),
     (["task.cutoff_len=0"], "task.cutoff_len"),
     (["task.max_samples=0"], "task.max_samples"),
     (["task.val_size=1.5"], "task.val_size"),
