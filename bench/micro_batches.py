@@ -23,7 +23,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 import sft.attention  # noqa: F401  registers sdpa_varlen, the padding-free attention on a CPU
-from sft.collate import SAMPLE_COUNT_KEY, PaddingFreeCollator
+from sft.collate import PaddingFreeCollator, model_inputs
 
 
 def narrow_qwen25_05b() -> torch.nn.Module:
@@ -41,7 +41,7 @@ def one_sample(tokens: int = 64) -> dict[str, torch.Tensor]:
 
 
 def step(model: torch.nn.Module, batch: dict) -> None:
-    model(**{key: value for key, value in batch.items() if key != SAMPLE_COUNT_KEY}).loss.backward()
+    model(**model_inputs(batch)).loss.backward()
     model.zero_grad(set_to_none=True)
 
 
