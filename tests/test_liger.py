@@ -5,6 +5,7 @@ import transformers.utils
 from test_train import compose_train
 
 import sft.train
+from sft.batching import MicroBatches
 from sft.train import LIGER_KERNEL_CONFIG, liger_arguments, training_arguments
 
 
@@ -14,7 +15,7 @@ def test_no_liger_without_both_a_gpu_and_liger_kernel(monkeypatch, tmp_path, cud
     monkeypatch.setattr(transformers.utils, "is_liger_kernel_available", lambda: installed)
     assert liger_arguments("fp32") == {}
     if not cuda:
-        args = training_arguments(compose_train(["model=tiny"]), tmp_path, "fp32", max_steps=1, has_eval=False)
+        args = training_arguments(compose_train(["model=tiny"]), tmp_path, "fp32", max_steps=1, steps=MicroBatches(4, 1), has_eval=False)
         assert args.use_liger_kernel is False
 
 
