@@ -122,7 +122,7 @@ def test_same_seed_same_curve_and_resume_continues_with_the_same_data(finished_r
 def test_a_requeued_job_of_a_finished_run_returns_its_result_without_training(finished_run, tmp_path, cache_dir):
     """A stop signal can land after result.json is written, and submitit requeues the job all the same:
     the requeued job (SLURM_RESTART_COUNT=1) runs the same command into the same run dir and returns the
-    recorded result. Run by hand without that variable, the same command trains again."""
+    recorded result (test_a_plain_rerun_of_a_finished_run_trains_again: without that variable it does not)."""
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)  # keeps the files' mtimes
     recorded = json.loads((run_dir / "result.json").read_text())
@@ -133,10 +133,6 @@ def test_a_requeued_job_of_a_finished_run_returns_its_result_without_training(fi
     assert "the run had already finished before its job was requeued: completed, smoothed_loss = " in output, output[-3000:]
     assert f"completed: smoothed_loss = {recorded['objective']} (run dir {run_dir})" in output
     assert {name: ((run_dir / name).read_bytes(), (run_dir / name).stat().st_mtime_ns) for name in files} == before
-    shutil.rmtree(run_dir / "checkpoint-20")  # so that the run below trains its last 10 steps again
-    run_train(finished_run_command(run_dir), tmp_path, cache_dir)
-    assert f"resuming from {run_dir / 'checkpoint-10'}" in (run_dir / "train.log").read_text()
-    assert (run_dir / "adapter_model.safetensors").stat().st_mtime_ns != before["adapter_model.safetensors"][1]
 
 
 @pytest.mark.slow
@@ -264,6 +260,19 @@ def test_a_requeued_job_of_a_pruned_run_returns_the_pruned_result(tmp_path, monk
     monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
     assert run_training(compose_train(TINY), tmp_path) == pruned
     assert json.loads((tmp_path / "result.json").read_text()) == pruned
+
+
+def test_a_plain_rerun_of_a_finished_run_trains_again(tmp_path, monkeypatch):
+    """Without SLURM's requeue count the same command into the same run dir trains again: here its config is
+    refused, and result.json says so instead of keeping the earlier completed result."""
+    from sft.train import run_training
+
+    completed = {"status": "completed", "reason": None, "objective": 3.5, "objective_name": "smoothed_loss"}
+    (tmp_path / "result.json").write_text(json.dumps(completed))
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    with pytest.raises(ConfigError, match="optimizer.lr"):
+        run_training(compose_train([*TINY, "optimizer.lr=-1e-5"]), tmp_path)
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize(
