@@ -99,6 +99,10 @@ def micro_batches(trainer_cfg: Any, batching: Batching, order: Sequence[int], cu
 
 def most_tokens_per_batch(train: datasets.Dataset, order: Sequence[int], batch_size: int) -> int:
     """The most tokens any batch holds when `order` (row indices) is cut into consecutive batches of batch_size."""
-    lengths = pc.list_value_length(train.select_columns(["input_ids"]).with_format("arrow")[:]["input_ids"]).to_numpy()
-    in_order = lengths[np.asarray(order, dtype=np.int64)]
+    lengths = pc.list_value_length(train.data.column("input_ids")).to_numpy()  # per row of the Arrow table, read in place
+    # a split, selected or shuffled set maps its rows onto that table (datasets keeps the mapping private;
+    # reading the column through it instead copies every id, seconds on a large set)
+    mapping = train._indices
+    rows = lengths if mapping is None else lengths[mapping.column(0).to_numpy()]
+    in_order = rows[np.asarray(order, dtype=np.int64)]
     return int(np.add.reduceat(in_order, np.arange(0, len(in_order), batch_size)).max()) if len(in_order) else 0
