@@ -136,8 +136,8 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
     time_constant = float(cfg.smoothing.time_constant or default_time_constant(planned))
     counter, outcome, stopper = SeenCounter(), Outcome(), StopOnSignal(stop_signals())
     run_log = RunLogCallback(run_dir, counter, outcome, unit, time_constant, len(data.train), reporter, cfg.trainer.report_every)
-    steps = micro_batches(cfg.trainer, batching, stream.order, int(cfg.task.cutoff_len), _cuda())
-    args = training_arguments(cfg, run_dir, precision, budget["steps"], steps, has_eval=data.eval is not None)
+    step_passes = micro_batches(cfg.trainer, batching, stream.order, int(cfg.task.cutoff_len), _cuda())
+    args = training_arguments(cfg, run_dir, precision, budget["steps"], step_passes, has_eval=data.eval is not None)
     wandb_run = start_wandb(cfg, run_dir) if cfg.logger.name == "wandb" else None
     trainer = SFTTrainer(
         model=model,
@@ -259,8 +259,8 @@ def mean_length(dataset: Any) -> float:
     return sum(len(ids) for ids in sample["input_ids"]) / max(1, len(sample))
 
 
-def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps: int, steps: MicroBatches, has_eval: bool) -> Any:
-    """The HF TrainingArguments of the run; `steps` says how each optimizer step is cut into forward passes."""
+def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps: int, step_passes: MicroBatches, has_eval: bool) -> Any:
+    """The HF TrainingArguments of the run; `step_passes` says how each optimizer step is cut into forward passes."""
     from transformers import TrainingArguments
 
     trainer, scheduler, optimizer = cfg.trainer, cfg.scheduler, cfg.optimizer
@@ -269,9 +269,9 @@ def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, max_steps
     eval_steps = trainer.eval_steps or trainer.logging_steps
     return TrainingArguments(
         output_dir=str(run_dir),
-        per_device_train_batch_size=steps.size,
+        per_device_train_batch_size=step_passes.size,
         per_device_eval_batch_size=int(trainer.eval_batch_size or trainer.per_device_batch_size),
-        gradient_accumulation_steps=steps.count,
+        gradient_accumulation_steps=step_passes.count,
         max_steps=max_steps,
         learning_rate=float(optimizer.lr),
         weight_decay=float(optimizer.weight_decay),

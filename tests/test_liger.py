@@ -15,7 +15,7 @@ def test_no_liger_without_both_a_gpu_and_liger_kernel(monkeypatch, tmp_path, cud
     monkeypatch.setattr(transformers.utils, "is_liger_kernel_available", lambda: installed)
     assert liger_arguments("fp32") == {}
     if not cuda:
-        args = training_arguments(compose_train(["model=tiny"]), tmp_path, "fp32", max_steps=1, steps=MicroBatches(4, 1), has_eval=False)
+        args = training_arguments(compose_train(["model=tiny"]), tmp_path, "fp32", max_steps=1, step_passes=MicroBatches(4, 1), has_eval=False)
         assert args.use_liger_kernel is False
 
 
