@@ -77,11 +77,14 @@ def gpu_settings() -> Settings:
 
 
 def dry_run_settings() -> Settings:
-    """The GPU mode's model and code path with one layer, a small batch and fp32, two steps per mode, on CPU."""
+    """The GPU mode's model and code path with one layer, a small batch and fp32, two steps per mode, on CPU;
+    padding-free merges its micro-batches as on a GPU (trainer.merge_micro_batches=auto does not on a CPU)."""
     settings = gpu_settings()
     settings.name, settings.layers, settings.warmup_steps, settings.timed_steps = "dry-run", 1, 1, 1
     settings.overrides = [o for o in settings.overrides if not o.startswith(("trainer.per_device", "trainer.gradient_acc", "trainer.precision"))]
-    settings.overrides += ["trainer.per_device_batch_size=2", "trainer.gradient_accumulation_steps=1", "trainer.precision=fp32"]
+    settings.overrides += ["trainer.per_device_batch_size=2", "trainer.gradient_accumulation_steps=2", "trainer.precision=fp32"]
+    settings.modes = {name: overrides if any(o.startswith("trainer.merge_micro_batches") for o in overrides)
+                      else [*overrides, "trainer.merge_micro_batches=true"] for name, overrides in settings.modes.items()}
     return settings
 
 
