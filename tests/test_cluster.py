@@ -99,7 +99,8 @@ def wait_until(condition, what: str, sweep: subprocess.Popen, timeout_s: float =
 def test_scancel_fails_one_trial_the_sweep_goes_on_and_the_same_command_reruns_it(tmp_path, cache_dir, tiny_model_dir, slurm):
     name = study_name()
     storage = f"journal:{tmp_path}/shared/{name}.log"
-    overrides = ["-m", "experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=160", "trainer.logging_steps=2",
+    # 150 steps, about 7 s on one idle core: trial 0 still trains when scancel lands, a second or two after its first log
+    overrides = ["-m", "experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=1200", "trainer.logging_steps=2",
                  *SLURM, "hydra/sweeper=lorasweep", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
                  "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.max_failure_rate=0.5",
                  "hydra/sweeper/lorasweep_sampler=grid", "optimizer.lr=choice(1e-3, 2e-3)"]
@@ -114,6 +115,7 @@ def test_scancel_fails_one_trial_the_sweep_goes_on_and_the_same_command_reruns_i
     assert sweep.returncode == 0, output[-3000:]
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
     cancelled, other = study.get_trials()
+    assert cancelled.state != TrialState.COMPLETE, "trial 0 ended before scancel landed: train longer (trainer.max_samples_seen)"
     assert cancelled.state == TrialState.FAIL and "cancelled" in cancelled.user_attrs["reason"], cancelled.user_attrs
     assert other.state == TrialState.COMPLETE, other.user_attrs
     assert (sweep_dir / "trials.csv").is_file()
@@ -149,11 +151,11 @@ def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_
     with signal_delay_s=120 the job is then inside its warning window, so SLURM signals it at its next
     time-limit check (every 30 s). The trial checkpoints, submitit requeues the job, the test gives the
     waiting job a long limit again (a requeued job keeps its limit), and the requeued job resumes into
-    the same run dir. The training (500 steps, about a minute on one idle core) outlasts SLURM's 30 s;
+    the same run dir. The training (1500 steps, about 67 s on one idle core, 0.045 s a step) outlasts SLURM's 30 s;
     `.ci/services.sh` shortens SLURM's wait before a requeued job starts again."""
     name = study_name()
     storage = f"journal:{tmp_path}/shared/{name}.log"
-    training = ["experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=4000", "trainer.logging_steps=4",
+    training = ["experiment=quickstart", "task.val_size=0", "trainer.max_samples_seen=12000", "trainer.logging_steps=4",
                 "trainer.save_steps=1000"]
     reference = tmp_path / "reference"
     command, env = train_command([*training, "optimizer.lr=2e-3", f"hydra.run.dir={reference}"], tmp_path, cache_dir)
@@ -173,9 +175,9 @@ def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_
         subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={-(-(seconds + 60) // 60)}"], check=True)
         status = wait_until(lambda: (run_dir / "result.json").is_file() and json.loads((run_dir / "result.json").read_text())["status"],
                             "result after SLURM's signal", sweep, timeout_s=300)
+        assert status == "interrupted", f"the trial ended {status} before SLURM's signal: train longer (trainer.max_samples_seen)"
         # an hour, so that no second signal comes however busy this machine is
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=60"], check=True)
-        assert status == "interrupted", f"the trial ended {status} before SLURM's signal: train longer (trainer.max_samples_seen)"
         checkpoint = f"checkpoint-{json.loads((run_dir / 'result.json').read_text())['seen']['steps']}"
         output, _ = sweep.communicate(timeout=1800)
         assert sweep.returncode == 0, output[-3000:]
