@@ -80,7 +80,7 @@ def micro_batches(trainer_cfg: Any, batching: Batching, order: Sequence[int], cu
     micro-batch may hold, so merging never asks for more memory than the settings already allow."""
     size, count = int(trainer_cfg.per_device_batch_size), int(trainer_cfg.gradient_accumulation_steps)
     configured = MicroBatches(size, count)
-    setting = trainer_cfg.get("merge_micro_batches", "auto")
+    setting = trainer_cfg.merge_micro_batches
     wanted = setting is True or (setting == "auto" and on_cuda)
     padding_free = isinstance(batching.collator, PaddingFreeCollator) and batching.samples_per_row == 1.0
     if not (wanted and padding_free and count > 1) or batching.attn_implementation == "sdpa":

@@ -67,9 +67,8 @@ def check_config(cfg: Any) -> None:
     _require(int(trainer.per_device_batch_size) >= 1, f"trainer.per_device_batch_size={trainer.per_device_batch_size} must be >= 1")
     _require(int(trainer.gradient_accumulation_steps) >= 1,
              f"trainer.gradient_accumulation_steps={trainer.gradient_accumulation_steps} must be >= 1")
-    merge = trainer.get("merge_micro_batches", "auto")
-    _require(isinstance(merge, bool) or merge == "auto",
-             f"trainer.merge_micro_batches={trainer.get('merge_micro_batches')} must be auto, true or false")
+    _require(isinstance(trainer.merge_micro_batches, bool) or trainer.merge_micro_batches == "auto",
+             f"trainer.merge_micro_batches={trainer.merge_micro_batches} must be auto, true or false")
     _require(float(trainer.epochs) > 0 or int(trainer.max_steps) > 0 or int(trainer.max_samples_seen) > 0,
              "no training budget: set trainer.epochs > 0, trainer.max_steps > 0 or trainer.max_samples_seen > 0")
     _require(int(trainer.logging_steps) >= 1, f"trainer.logging_steps={trainer.logging_steps} must be >= 1")

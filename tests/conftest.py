@@ -13,8 +13,25 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+
+from runs.project import register_project_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose_train(overrides):
+    """conf/train.yaml with overrides, composed as train.py composes it (the project_dir resolver registered)."""
+    register_project_dir()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture
+def recipe_env(tmp_path, cache_dir, monkeypatch):
+    """For a run of the recipe in this process (sft.train.run_training): the shared cache, outputs under tmp_path."""
+    monkeypatch.setenv("LORASWEEP_CACHE", str(cache_dir))
+    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 fused loss; a CPU run never asks for it (its Triton kernels take CUDA tensors only), installed or not."""
 import pytest
 import transformers.utils
-from test_train import compose_train
+from conftest import compose_train
 
 import sft.train
 from sft.batching import MicroBatches

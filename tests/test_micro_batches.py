@@ -8,8 +8,7 @@ import logging
 import datasets
 import pytest
 import torch
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from conftest import compose_train
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
@@ -60,16 +59,12 @@ BASE = ["model=tiny", "task=demo", "task.max_samples=60", "task.val_size=8", "ta
 
 
 @pytest.mark.slow
-def test_a_merged_run_trains_the_same_steps_as_the_accumulated_one(tmp_path, cache_dir, monkeypatch, caplog):
-    monkeypatch.setenv("LORASWEEP_CACHE", str(cache_dir))
-    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
-    OmegaConf.register_new_resolver("project_dir", lambda: str(ROOT), replace=True)
+def test_a_merged_run_trains_the_same_steps_as_the_accumulated_one(tmp_path, recipe_env, caplog):
     from sft.train import run_training
 
     runs = {}
     for merge in (True, False):
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[*BASE, f"trainer.merge_micro_batches={str(merge).lower()}"])
+        cfg = compose_train([*BASE, f"trainer.merge_micro_batches={str(merge).lower()}"])
         run_dir = tmp_path / f"merge_{merge}"
         with caplog.at_level(logging.INFO, logger="sft.batching"):
             caplog.clear()

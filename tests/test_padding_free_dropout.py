@@ -6,8 +6,7 @@ from __future__ import annotations
 import datasets
 import pytest
 import torch
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from conftest import compose_train
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
@@ -21,14 +20,10 @@ BASE = ["model=tiny", "task=demo", "task.max_samples=60", "task.val_size=8", "ta
 
 
 @pytest.mark.slow
-def test_padding_free_and_padded_runs_train_the_same_adapter_with_lora_dropout(tmp_path, cache_dir, monkeypatch):
-    monkeypatch.setenv("LORASWEEP_CACHE", str(cache_dir))
-    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
-    OmegaConf.register_new_resolver("project_dir", lambda: str(ROOT), replace=True)
+def test_padding_free_and_padded_runs_train_the_same_adapter_with_lora_dropout(tmp_path, recipe_env):
     runs = {}
     for padding_free in (True, False):
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[*BASE, f"trainer.padding_free={str(padding_free).lower()}"])
+        cfg = compose_train([*BASE, f"trainer.padding_free={str(padding_free).lower()}"])
         run_dir = tmp_path / f"padding_free_{padding_free}"
         run_training(cfg, run_dir)
         records, _ = read_jsonl(run_dir / "metrics.jsonl")

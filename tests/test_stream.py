@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from conftest import compose_train
 from safetensors.torch import load_file
 
 from runs.jsonl import read_jsonl
-from runs.project import register_project_dir
 from sft.train import run_training
 
 pytestmark = pytest.mark.slow
@@ -21,15 +19,11 @@ BASE = ["model=tiny", "task=demo", "task.max_samples=120", "task.val_size=24", "
 
 
 @pytest.fixture
-def train(tmp_path, cache_dir, monkeypatch):
+def train(tmp_path, recipe_env):
     """Runs the recipe with BASE + overrides into its own run dir; returns (result.json, ids per step)."""
-    monkeypatch.setenv("LORASWEEP_CACHE", str(cache_dir))
-    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
-    register_project_dir()
 
     def run(*overrides: str) -> tuple[dict, list[list[int]]]:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[*BASE, *overrides])
+        cfg = compose_train([*BASE, *overrides])
         run_dir = tmp_path / "_".join(o.split(".")[-1] for o in overrides)
         run_training(cfg, run_dir)
         steps, _ = read_jsonl(run_dir / "samples.jsonl")

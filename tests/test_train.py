@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_train, signal_while_importing
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, compose_train, run_train, signal_while_importing
 from omegaconf import OmegaConf
 
 from runs.smoothing import objective_from_metrics
@@ -245,11 +244,6 @@ def test_a_budget_shorter_than_one_logging_interval_is_refused_before_torch_is_i
     assert not [line for line in result.stderr.splitlines() if line.rsplit("|", 1)[-1].strip() == "torch"]
     saved = json.loads((run_dir / "result.json").read_text())
     assert saved["status"] == "failed" and "logging interval" in saved["reason"]
-
-
-def compose_train(overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 def test_a_requeued_job_of_a_pruned_run_returns_the_pruned_result(tmp_path, monkeypatch):
