@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from runs.files import LOSS_PLOT_FILE, RESULT_FILE
 from runs.loss_plot import plot_llamafactory_loss
-from runs.result import (COMPLETED, DATA_FINGERPRINT, DATA_SEED, OBJECTIVE, OBJECTIVE_NAME, PRUNED, SAMPLES_TRAINED, SPLIT_FINGERPRINT, STATUS,
-                         TRAIN_SEED, read_result, write_result)
+from runs.result import (COMPLETED, DATA_FINGERPRINT, DATA_SEED, OBJECTIVE, OBJECTIVE_NAME, PEAK_GPU_MEMORY_MB, PRUNED, SAMPLES_TRAINED,
+                         SPLIT_FINGERPRINT, STATUS, TRAIN_SEED, read_result, write_result)
 from runs.smoothing import default_time_constant, objective_from_metrics
 from sft.budget import budget_warnings, check_budget, plan_budget
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
@@ -236,9 +236,18 @@ def _train_and_record(cfg: DictConfig, run_dir: Path, built: BuiltRun, checkpoin
         # overhead each trial of an in-process sweep pays before it trains
         "start_to_first_step": run_log.first_step_at - started if run_log.first_step_at else None,
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+        PEAK_GPU_MEMORY_MB: peak_gpu_memory_mb(),
     }
     write_result(run_dir, result)
     return result
+
+
+def peak_gpu_memory_mb() -> float | None:
+    """The most GPU memory the run's allocator held (MiB), None on a CPU: how many trials fit one GPU
+    (hydra.sweeper.trials_per_gpu)."""
+    import torch
+
+    return torch.cuda.max_memory_reserved() / 2**20 if _cuda() else None
 
 
 @functools.cache

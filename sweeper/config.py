@@ -191,6 +191,10 @@ class LorasweepSweeperConf:
     # GPU ids for concurrent trials under a multi-process launcher (joblib), one GPU per trial;
     # null = CUDA_VISIBLE_DEVICES or the GPUs nvidia-smi lists
     gpus: Optional[List[int]] = None
+    # trial processes that share each GPU (joblib, submitit_local; SLURM: worker mode with
+    # LORASWEEP_TRIALS_PER_GPU): a small model's trial leaves most of a GPU idle and waits on the host.
+    # Refused when a finished trial's measured peak memory x k does not fit the GPU
+    trials_per_gpu: int = 1
 
 
 def register_configs() -> None:

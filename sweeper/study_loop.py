@@ -30,7 +30,7 @@ from runs import attrs
 from runs.storage import StorageError, mask_password, process_storage, storage_lock
 from sweeper import preflight
 from sweeper.ablation import enqueue_ablations
-from sweeper.devices import plan_devices, visible_gpus
+from sweeper.devices import check_memory_fits, describe_sharing, gpu_memory_mb, measured_peak_mb, plan_devices, visible_gpus
 from sweeper.errors import SweepError, SweepStopped
 from sweeper.no_repeats import claim_stream, finished_twin, stream_seed
 from sweeper.outcome import job_outcome, trial_outcome
@@ -79,6 +79,7 @@ class StudyLoop:
         ablations: Mapping[str, Any] | None,
         prune_ablations: bool,
         gpus: list[int] | None,
+        trials_per_gpu: int,
         lease_grace_s: float,
     ) -> None:
         for name, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("repeats", repeats)):
@@ -106,6 +107,7 @@ class StudyLoop:
         self.ablations = OmegaConf.to_container(ablations, resolve=True) if OmegaConf.is_config(ablations) else ablations
         self.prune_ablations = prune_ablations
         self.gpus = list(gpus) if gpus is not None else None
+        self.trials_per_gpu = trials_per_gpu
         self.lease_grace_s = lease_grace_s
         self.process = f"{socket.gethostname()}:{os.getpid()}"
         self.job_idx = 0
@@ -125,8 +127,12 @@ class StudyLoop:
         probes = preflight.check_space_composes(self.hydra_context, self.config, space)
         preflight.check_report_points(self.config, probes)
         devices = plan_devices(
-            str(self.config.hydra.launcher._target_), visible_gpus(self.gpus), self.n_jobs * self.repeats
+            str(self.config.hydra.launcher._target_), visible_gpus(self.gpus), self.n_jobs * self.repeats,
+            self.trials_per_gpu,
         )
+        sharing = describe_sharing(self.trials_per_gpu, devices)
+        if sharing:
+            log.info(sharing)
         url = resolve_storage_url(self.storage, self.storage_dir, self.study_name)
         os.environ[STORAGE_ENV] = url  # jobs' reporters (and joblib/submitit workers) inherit it
         study = self._open_study(url, space)
@@ -190,6 +196,7 @@ class StudyLoop:
                 fail_trials_of_dead_processes(study, self.process, self.lease_grace_s)
                 batch = [] if _grid_exhausted(study) else self._ask_batch(study, space, extender)
             if batch:
+                self._check_gpu_memory(study, devices)
                 self._launch(study, space, batch, devices)
                 self._check_failure_rate(study)
                 continue
@@ -199,6 +206,15 @@ class StudyLoop:
             owners = sorted({t.user_attrs.get(attrs.PROCESS, "?") for t in others})
             log.info(f"Waiting for {len(others)} trial(s) running in other sweep processes: {', '.join(owners)}")
             time.sleep(WAIT_FOR_OTHERS_S)
+
+    def _check_gpu_memory(self, study: optuna.Study, devices: list[str] | None) -> None:
+        """k trials per GPU must fit its memory: checked before each batch against the largest peak
+        the study's finished trials recorded (the first batch runs before any is known)."""
+        if self.trials_per_gpu == 1 or not devices:
+            return
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        peak = measured_peak_mb(run_dir for t in finished for run_dir in t.user_attrs.get(attrs.RUN_DIRS, []))
+        check_memory_fits(self.trials_per_gpu, peak, gpu_memory_mb(sorted(set(devices))))
 
     def _ask_batch(
         self, study: optuna.Study, space: SearchSpace, extender: SpaceExtender | None

@@ -509,7 +509,7 @@ def test_joblib_trials_run_in_worker_processes_each_on_its_own_gpu(tmp_path):
 
 
 def test_more_concurrent_trials_than_gpus_is_refused_before_any_trial():
-    with pytest.raises(ValueError, match="one GPU per trial"):
+    with pytest.raises(ValueError, match=r"1 trial\(s\) per GPU"):
         plan_devices("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", ["0", "1"], 3)
     assert plan_devices("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", ["0", "1"], 2) == ["0", "1"]
     assert plan_devices("hydra._internal.core_plugins.basic_launcher.BasicLauncher", ["0", "1"], 3) is None
