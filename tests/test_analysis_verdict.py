@@ -40,7 +40,9 @@ def test_the_table_fits_100_columns_one_line_a_row_named_by_setting_with_pooled_
     assert table[4].split()[1].startswith("lr=0.0035") and table[5].split()[1] == "shuffle"
     assert all(len(line) <= 100 for line in lines if not line.startswith(("Winner", "Best", "Group", "group", "ranked")))
     assert "trial-" not in "\n".join(table)
-    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["verdict"][0].startswith("Winner: lower_lr")
+    rows = document["rows"]
     runs = {run.path: run for run in load_runs([str(sweep)]).runs}
     for row in rows:
         members = [run for run in runs.values() if run.name == row["run"].split(" (+")[0]]
