@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from analysis.outputs import Findings, sweep_tables
@@ -33,12 +34,13 @@ def draw_figures(findings: Findings, folder: Path, stem: str, top: int) -> list[
     return [(title, path) for title, path in candidates if path is not None]
 
 
-WRAPPED_COLUMNS = ("setting", "params", "flags", "run")  # text that may wrap at its spaces; numbers stay on one line
+WRAPPED_COLUMNS = ("setting", "params", "flags", "run")  # the report's texts that wrap at their spaces; numbers do not
 
 
-def html_table(header: list[str], lines: list[list[str]]) -> str:
+def html_table(header: list[str], lines: list[list[str]], wrapped: Collection[str] | None = None) -> str:
+    """An HTML table; with `wrapped`, only the cells of those columns wrap, the others stay on one line."""
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-    classes = ["" if column in WRAPPED_COLUMNS else " class='nowrap'" for column in header]
+    classes = ["" if wrapped is None or column in wrapped else " class='nowrap'" for column in header]
     body = "".join(
         "<tr>" + "".join(f"<td{css}>{html.escape(cell)}</td>" for css, cell in zip(classes, line, strict=True)) + "</tr>"
         for line in lines
@@ -69,7 +71,7 @@ def write_html(findings: Findings, figures: list[tuple[str, Path]], out_path: Pa
              f"<p>{html.escape(findings.ranking.describe())}</p>"]
     for title, header, lines in sweep_tables(findings):
         if lines:
-            parts.append(f"<h2>{html.escape(title)}</h2>{html_table(header, lines)}")
+            parts.append(f"<h2>{html.escape(title)}</h2>{html_table(header, lines, WRAPPED_COLUMNS)}")
     parts.extend(f"<p>{html.escape(message)}</p>" for message in findings.messages)
     for title, path in figures:
         encoded = base64.b64encode(path.read_bytes()).decode("ascii")
