@@ -7,6 +7,7 @@ from analysis.diagnosis import Diagnosis, diagnose
 from analysis.loading import load_runs
 from analysis.ranking import Ranking, rank_runs
 from analysis.records import AnalysisInputError, LoadResult, RunRecord, Series
+from analysis.verdict import verdict_lines
 
 __all__ = [
     "AnalysisInputError",
@@ -18,4 +19,5 @@ __all__ = [
     "diagnose",
     "load_runs",
     "rank_runs",
+    "verdict_lines",
 ]

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--budget", type=positive, help="common budget in --unit (default: the smallest final "
                       "position among runs not shorter than half the median)")
     rank.add_argument("--time-constant", type=positive, help="in --unit (default: 10%% of the budget)")
+    rank.add_argument("--wide", action="store_true", help="every column (params, diagnosis, held-out metrics, "
+                      "flags), each row on one line; default: a table that fits 100 columns")
     rank.add_argument("--csv", type=Path, help="write the table as CSV")
     rank.add_argument("--json", type=Path, help="write table, ablation and importance as JSON")
     rank.add_argument("--report", type=Path, help="FILE.html (plots embedded) or FILE.md (plots beside it)")
@@ -70,6 +72,7 @@ def rank_command(args: argparse.Namespace) -> int:
     from analysis.ranking import rank_runs
     from analysis.report import write_report
     from analysis.sweep import ablation_effects, param_importances
+    from analysis.verdict import verdict_lines
 
     if not args.paths and not args.storage:
         args.storage = os.environ.get(STORAGE_ENV) or None
@@ -90,8 +93,8 @@ def rank_command(args: argparse.Namespace) -> int:
     effects, ablation_message = ablation_effects(ranking)
     importances, messages = param_importances(ranking)
     messages = ranking.notes() + ([ablation_message] if ablation_message else []) + messages + heldout_messages(ranking)
-    findings = Findings(ranking, table_rows(ranking, args.top), effects, importances, messages)
-    print_tables(findings)
+    findings = Findings(ranking, table_rows(ranking, args.top), effects, importances, messages, verdict_lines(ranking))
+    print_tables(findings, args.wide)
     if args.csv:
         write_csv(ranking, table_rows(ranking), args.csv)
     if args.json:

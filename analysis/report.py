@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from analysis.outputs import Findings, sweep_tables
@@ -20,7 +21,8 @@ def draw_figures(findings: Findings, folder: Path, stem: str, top: int) -> list[
     candidates = [
         ("Top runs, smoothed as ranked", plot_overlay(ranking, top, folder / f"{stem}_overlay.png")),
         ("Parameters against the ranked value", plot_param_scatter(ranking, folder / f"{stem}_params.png")),
-        ("Remedies against the baseline", plot_ablation(findings.effects, folder / f"{stem}_ablation.png", ranking.by)),
+        ("Remedies against the baseline", plot_ablation(findings.effects, folder / f"{stem}_ablation.png", ranking.by,
+                                                        ranking.direction)),
     ]
     curves = [
         row for row in ranking.rows
@@ -32,9 +34,17 @@ def draw_figures(findings: Findings, folder: Path, stem: str, top: int) -> list[
     return [(title, path) for title, path in candidates if path is not None]
 
 
-def html_table(header: list[str], lines: list[list[str]]) -> str:
+WRAPPED_COLUMNS = ("setting", "params", "flags", "run")  # the report's texts that wrap at their spaces; numbers do not
+
+
+def html_table(header: list[str], lines: list[list[str]], wrapped: Collection[str] | None = None) -> str:
+    """An HTML table; with `wrapped`, only the cells of those columns wrap, the others stay on one line."""
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in line) + "</tr>" for line in lines)
+    classes = ["" if wrapped is None or column in wrapped else " class='nowrap'" for column in header]
+    body = "".join(
+        "<tr>" + "".join(f"<td{css}>{html.escape(cell)}</td>" for css, cell in zip(classes, line, strict=True)) + "</tr>"
+        for line in lines
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -48,16 +58,20 @@ def markdown_table(header: list[str], lines: list[list[str]]) -> str:
 
 STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
-    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}img{max-width:100%}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}th{background:#f3f3f3}"
+    "td{max-width:30em}td.nowrap{white-space:nowrap}img{max-width:100%}"
+    ".verdict{font-size:16px;border-left:4px solid #2a7;padding:0.2em 1em;background:#f4fbf7}"
 )
 
 
 def write_html(findings: Findings, figures: list[tuple[str, Path]], out_path: Path) -> None:
+    verdict = "".join(f"<p>{html.escape(line)}</p>" for line in findings.verdict)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>lorasweep report</title><style>{STYLE}</style>"
-             f"</head><body><h1>lorasweep report</h1><p>{html.escape(findings.ranking.describe())}</p>"]
+             f"</head><body><h1>lorasweep report</h1><div class='verdict'>{verdict}</div>"
+             f"<p>{html.escape(findings.ranking.describe())}</p>"]
     for title, header, lines in sweep_tables(findings):
         if lines:
-            parts.append(f"<h2>{html.escape(title)}</h2>{html_table(header, lines)}")
+            parts.append(f"<h2>{html.escape(title)}</h2>{html_table(header, lines, WRAPPED_COLUMNS)}")
     parts.extend(f"<p>{html.escape(message)}</p>" for message in findings.messages)
     for title, path in figures:
         encoded = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -67,7 +81,8 @@ def write_html(findings: Findings, figures: list[tuple[str, Path]], out_path: Pa
 
 
 def write_markdown(findings: Findings, figures: list[tuple[str, Path]], out_path: Path) -> None:
-    parts = ["# lorasweep report", findings.ranking.describe()]
+    parts = ["# lorasweep report", "\n".join(f"> {line}\n>" for line in findings.verdict).rstrip(">\n"),
+             findings.ranking.describe()]
     for title, header, lines in sweep_tables(findings):
         if lines:
             parts.extend([f"## {title}", markdown_table(header, lines)])

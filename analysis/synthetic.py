@@ -63,3 +63,51 @@ def write_run_dir(
               "direction": "minimize", "seen": seen, **(result_fields or {})}
     write_result(run_dir, result)
     return run_dir
+
+
+BASE_SETTINGS = {"optimizer.lr": 2e-3, "optimizer.max_grad_norm": 1.0, "scheduler.warmup_steps": 5, "trainer.shuffle": False}
+NOTES_REMEDIES = {  # the one-change-at-a-time trials of `sweep=notes_quickstart`, on the settings above
+    "baseline": {},
+    "lower_lr": {"optimizer.lr": 1e-3},
+    "more_warmup": {"scheduler.warmup_steps": 50},
+    "clip_harder": {"optimizer.max_grad_norm": 0.5},
+    "shuffle": {"trainer.shuffle": True},
+}
+SAMPLED = {"optimizer.lr": 3.5e-3, "scheduler.warmup_steps": 10, "trainer.shuffle": True}  # the sampler's one trial
+
+
+def write_notes_sweep(sweep_dir: Path, gains: dict[str, float], repeats: int = 2, noise: float = 0.02) -> Path:
+    """A sweep shaped like `sweep=notes_quickstart` with `hydra.sweeper.repeats`, as the sweeper leaves it:
+    one run dir per trial and seed (trial-N-seedS) and the study's trials.csv with the user attrs
+    "ablation", "run_dirs" and "overrides". The baseline and each remedy of NOTES_REMEDIES, then one
+    sampled trial (SAMPLED). `gains[name]` lowers that trial's loss floor (and eval loss) by so much
+    (a negative gain raises it); each seed adds its own noise, the same for every trial, as one
+    `trainer.seed` gives every trial the same LoRA init and dropout. `shuffle=true` trains on another data stream (data_fingerprint), so
+    the shuffle remedy and the sampled trial form a group of their own; all share the held-out rows."""
+    import optuna
+
+    trials = [*NOTES_REMEDIES.items(), ("sampled", SAMPLED)]
+    study = optuna.create_study()
+    for number, (name, change) in enumerate(trials):
+        settings = {**BASE_SETTINGS, **change}
+        run_dirs = []
+        for repeat in range(repeats):
+            seed = 42 + repeat
+            floor = 0.5 - gains.get(name, 0.0)
+            stream = "shuffled" if settings["trainer.shuffle"] else "file-order"
+            run_dir = write_run_dir(
+                sweep_dir / f"trial-{number}-seed{seed}",
+                synthetic_losses(60, 0.05, noise, seed=seed, floor=floor), batch_size=4,
+                overrides={**settings, "trainer.seed": seed},
+                eval_loss=floor + 0.3 + random.Random(seed).gauss(0.0, noise / 4),
+                result_fields={"data_fingerprint": stream, "samples_trained": 240, "split_fingerprint": "held-out",
+                               "data_seed": 0},
+            )
+            run_dirs.append(str(run_dir))
+        attrs = {"run_dirs": run_dirs, "overrides": [f"{key}={value}" for key, value in change.items()]}
+        if name != "sampled":
+            attrs["ablation"] = name
+        study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs=attrs))
+    study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs")).to_csv(sweep_dir / "trials.csv",
+                                                                                              index=False)
+    return sweep_dir

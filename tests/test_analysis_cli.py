@@ -96,7 +96,7 @@ def test_outputs_match_the_table(tmp_path, capsys):
     assert len(lines) == 5 and lines[0]["budget"] == "240.0" and lines[0]["unit"] == "samples"
     page = html.read_text()
     assert page.count("data:image/png;base64,") >= 4  # overlay, params, and the top runs' curves
-    assert f"<td>{display(best['smoothed_loss'])}</td>" in page
+    assert f"<td class='nowrap'>{display(best['smoothed_loss'])}</td>" in page
     code, _, _ = run_main(capsys, "rank", str(sweep), "--report", str(markdown))
     assert code == 0
     text = markdown.read_text()
@@ -117,7 +117,7 @@ def test_wandb_table_is_logged_offline(tmp_path, capsys, monkeypatch):
     assert history and history[0]["ranking._type"] == "table-file" and history[0]["ranking.nrows"] == 2
     (table_file,) = Path(run_dir, "files", "media", "table").glob("ranking_*.table.json")
     table = json.loads(table_file.read_text())
-    assert table["columns"][:3] == ["rank", "run", "state"]
+    assert table["columns"][:4] == ["rank", "setting", "run", "state"]
     assert [row[0] for row in table["data"]] == [1, 2]
 
 
@@ -148,7 +148,7 @@ def test_sweep_report_has_remedies_and_importance(tmp_path, capsys):
         trial.set_user_attr("run_dirs", [str(sweep / str(index))])
         study.tell(trial, 1.0)
     report = tmp_path / "report" / "sweep.md"
-    code, out, err = run_main(capsys, "rank", str(sweep), "--storage", storage, "--report", str(report))
+    code, out, err = run_main(capsys, "rank", str(sweep), "--storage", storage, "--report", str(report), "--wide")
     assert code == 0, err
     text = report.read_text()
     assert "## Remedies (one change at a time)" in text and "| lower_lr | level (smoothed_loss) |" in text
@@ -167,7 +167,7 @@ def test_a_sweep_dirs_trials_csv_stands_in_for_the_study(tmp_path, capsys):
         trial.set_user_attr("run_dirs", [str(sweep / str(index)) if index < 3 else "multirun/elsewhere/0"])
         study.tell(trial, 1.0)
     study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs")).to_csv(sweep / "trials.csv", index=False)
-    code, out, err = run_main(capsys, "rank", str(sweep))
+    code, out, err = run_main(capsys, "rank", str(sweep), "--wide")
     assert code == 0, err
     assert all(f"trial-{number}" in out for number in (0, 1, 2)) and "trial-3" not in out
     assert "Remedies (one change at a time)" in out and "larger_batch" in out

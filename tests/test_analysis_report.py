@@ -1,17 +1,22 @@
-"""The report's figures and params: distinct colours, one bar per remedy and figure, no restated group
-fields, resolved values, a trial's params from a study, and a resumed study read from any sweep dir."""
+"""The report's figures and params: distinct colours, the ablation chart a panel per figure with its
+direction and the error bars it promises, the overlay's y-axis on the smoothed range, every varied param
+scattered, the verdict first, no restated group fields, resolved values, a trial's params from a study,
+and a resumed study read from any sweep dir."""
 import csv
+import re
 from pathlib import Path
 
 import optuna
 import yaml
 from matplotlib.colors import to_hex
+from matplotlib.container import ErrorbarContainer
 
 from analysis import RunRecord, load_runs, rank_runs
-from analysis.plots import ABLATION_FIGURES, ablation_figure, overlay_figure, pyplot
+from analysis.cli import main
+from analysis.plots import ABLATION_FIGURES, ablation_figure, overlay_figure, param_scatter_figure, pyplot
 from analysis.ranking import varying_params
 from analysis.sweep import ablation_effects
-from analysis.synthetic import synthetic_losses, write_run_dir
+from analysis.synthetic import synthetic_losses, write_notes_sweep, write_run_dir
 
 
 def test_the_overlay_never_reuses_a_colour(tmp_path):
@@ -24,7 +29,7 @@ def test_the_overlay_never_reuses_a_colour(tmp_path):
     assert len(colours) == 14 == len(set(colours))
 
 
-def test_the_ablation_chart_has_one_bar_per_remedy_and_figure_one_colour_per_figure(tmp_path):
+def test_the_ablation_chart_has_a_panel_per_figure_labelled_with_its_direction_and_no_error_bars_without_repeats(tmp_path):
     for index, remedy in enumerate(("baseline", "lower_lr", "larger_batch", "more_warmup")):
         write_run_dir(tmp_path / remedy, synthetic_losses(80, 0.02 + 0.01 * index, 0.02 + 0.01 * index, seed=index),
                       batch_size=4, overrides={"optimizer.lr": 1e-4 * (index + 1)})
@@ -33,13 +38,49 @@ def test_the_ablation_chart_has_one_bar_per_remedy_and_figure_one_colour_per_fig
         run.attrs["ablation"] = Path(run.path).name
     effects, _ = ablation_effects(rank_runs(runs))
     figure = ablation_figure(effects, "smoothed_loss")
-    bars = figure.axes[0].patches
-    colours = [to_hex(bar.get_facecolor()) for bar in bars]
+    titles = [axes.get_title() for axes in figure.axes]
+    bars = [len(axes.patches) for axes in figure.axes]
+    error_bars = [container for axes in figure.axes for container in axes.containers if isinstance(container, ErrorbarContainer)]
+    promise = figure.texts[0].get_text()
     pyplot().close(figure)
-    assert len(bars) == 3 * len(ABLATION_FIGURES)
-    per_series = [set(colours[index * 3 : index * 3 + 3]) for index in range(len(ABLATION_FIGURES))]
-    assert all(len(series) == 1 for series in per_series)
-    assert len(set.union(*per_series)) == len(ABLATION_FIGURES)
+    assert titles == ["level (smoothed_loss)\nlower is better", "noise\nlower is better", "descent\nhigher is better"]
+    assert bars == [3] * len(ABLATION_FIGURES)
+    assert not error_bars and "no error bars" in promise
+
+
+def test_report_plots_on_a_sweep_with_repeats(tmp_path):
+    """Error bars as promised, the overlay's y-axis on the smoothed range, every varied param scattered."""
+    sweep = write_notes_sweep(tmp_path / "multirun", {"lower_lr": 0.05, "more_warmup": -0.02, "sampled": 0.2})
+    ranking = rank_runs(load_runs([str(sweep)]).runs)
+    effects, _ = ablation_effects(ranking)
+    ablation = ablation_figure(effects, "smoothed_loss")
+    error_bars = [container for axes in ablation.axes for container in axes.containers if isinstance(container, ErrorbarContainer)]
+    assert len(error_bars) == len(ABLATION_FIGURES) and "error bars: ± seed spread" in ablation.texts[0].get_text()
+    overlay = overlay_figure(ranking, top=5)
+    first_losses = [line.get_ydata()[0] for line in overlay.axes[0].get_lines() if line.get_label().startswith("#")]
+    low, high = overlay.axes[0].get_ylim()
+    assert high < min(first_losses) and low < min(row.value for row in ranking.main_rows)
+    scatter = param_scatter_figure(ranking)
+    labels = {axes.get_xlabel() for axes in scatter.axes if axes.get_visible()}
+    title = scatter.texts[0].get_text()
+    for figure in (ablation, overlay, scatter):
+        pyplot().close(figure)
+    assert labels == {"optimizer.lr", "optimizer.max_grad_norm", "scheduler.warmup_steps", "trainer.shuffle"}
+    assert "trainer.seed left out" in title
+
+
+def test_the_html_report_opens_with_the_verdict_and_names_rows_by_setting(tmp_path, capsys):
+    sweep = write_notes_sweep(tmp_path / "multirun", {"lower_lr": 0.05, "more_warmup": -0.02, "sampled": 0.2})
+    assert main(["rank", str(sweep), "--report", str(tmp_path / "report.html")]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "report.html").read_text()
+    verdict = page.index("<div class='verdict'><p>Winner: lower_lr (optimizer.lr=0.001)")
+    assert verdict < page.index("<h2>Ranking</h2>")
+    header = re.search(r"<h2>Ranking</h2><table><thead><tr>(.*?)</tr>", page).group(1)
+    columns = re.findall(r"<th>(.*?)</th>", header)
+    assert columns[:4] == ["group", "#", "setting", "smoothed_loss"]
+    assert columns.index("params") < columns.index("run") < columns.index("flags")  # the long texts last
+    assert "<td>lower_lr</td>" in page and "<td>shuffle</td>" in page
 
 
 def test_a_group_field_that_restates_the_choice_is_not_a_second_param():
