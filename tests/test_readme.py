@@ -37,7 +37,7 @@ def section(heading_start: str) -> str:
 
 def fenced(text: str, language: str) -> list[str]:
     """The bodies of the ```language blocks in `text`, indented blocks (inside a list item) included."""
-    return [body for body in re.findall(rf"^ *```{language}\n(.*?)^ *```", text, flags=re.MULTILINE | re.DOTALL)]
+    return re.findall(rf"^ *```{language}\n(.*?)^ *```", text, flags=re.MULTILINE | re.DOTALL)
 
 
 def commands(text: str, program: str) -> list[list[str]]:
@@ -98,8 +98,7 @@ def test_quickstart_commands_run_as_written(tmp_path, cache_dir):
     [sweep_dir] = sweep_dirs(tmp_path)
     assert len(completed_trials(sweep_dir)) == 2
     for argv in commands(text, "python -m analysis"):
-        ranked = run_module(argv, tmp_path, sweep_dir)
-        assert "ranked by" in ranked.stdout
+        run_module(argv, tmp_path, sweep_dir)
     assert (tmp_path / "report.html").is_file()
 
 
@@ -131,7 +130,7 @@ def test_own_data_recipe_runs_on_a_generated_data_set(tmp_path, cache_dir):
     name = write_own_data(data_dir, json.loads(entry))
     [argv] = commands(text, "python train.py")
     assert override_value(argv, "task.dataset") == name, "the sweep command trains on the README's dataset_info entry"
-    override_value(argv, "task.dataset_dir")
+    override_value(argv, "task.dataset_dir")  # the README shows where the data dir goes; this test points it at its own
     run_train(with_overrides(argv[2:], {**SMALL_SWEEP, "model": "tiny", "task.dataset_dir": str(data_dir)}),
               tmp_path, cache_dir)
     [sweep_dir] = sweep_dirs(tmp_path)
@@ -142,6 +141,7 @@ def test_own_data_recipe_runs_on_a_generated_data_set(tmp_path, cache_dir):
     for argv in commands(text, "python -m analysis"):
         ranked = run_module(argv, tmp_path, sweep_dir)
         assert "eval_loss" in ranked.stdout
+    assert (tmp_path / "report.html").is_file()
     for argv in commands(text, "python -m judge"):
         run_module(argv, tmp_path, sweep_dir, extra=SMALL_JUDGE)
     assert (tmp_path / "reports" / "judge" / "serve.sh").is_file()
