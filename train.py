@@ -51,6 +51,8 @@ def _run(cfg: DictConfig) -> float | None:
         with ending_recorded(run_dir, cfg.objective):
             check_before_loading(cfg)
             reporter = _instantiate(cfg.trial) if cfg.get("trial") else None
+        if "transformers" not in sys.modules:  # seconds of imports before the recipe's own first line
+            log.info("loading torch, transformers and PEFT")
         from sft.train import run_training
 
         result = run_training(cfg, run_dir, reporter)

@@ -137,6 +137,8 @@ def cached_tokenize(
     """The tokenized set from `cache_path`, tokenized and saved there first if absent. Parallel trials of a
     sweep asking for the same set wait for one of them to tokenize it rather than all tokenizing at once."""
     def tokenize_into(staging: Path) -> None:
+        names = ", ".join(f"{attr.name} ({len(raw)} rows)" for attr, raw in zip(attrs, raw_sets))
+        log.info("tokenizing %s once, into %s; later runs load it from there", names, cache_path)
         with old_objects_frozen():
             tokenize_sets(raw_sets, attrs, tokenizer, tokenizer_json, template, task, staging, cache_path.name, num_proc)
 

@@ -161,10 +161,15 @@ def save_as_qwen25(tokenizer: Tokenizer, directory: Path, model_max_length: int)
     fast.save_pretrained(directory)
 
 
+def qwen2_tokenizer_dir(cache_dir: str | Path) -> Path:
+    """Where Qwen2.5's rebuilt tokenizer lives in a cache dir, built or not."""
+    return Path(cache_dir).expanduser() / "tokenizers" / QWEN25_CACHE_NAME
+
+
 def ensure_qwen2_tokenizer(cache_dir: str | Path) -> Path:
     """The dir of Qwen2.5's tokenizer (`<cache_dir>/tokenizers/qwen2.5-v1`), built from dashscope's
     qwen.tiktoken on first use; loads with `AutoTokenizer.from_pretrained`."""
-    return build_once(Path(cache_dir).expanduser() / "tokenizers" / QWEN25_CACHE_NAME, _build_qwen25)
+    return build_once(qwen2_tokenizer_dir(cache_dir), _build_qwen25)
 
 
 def qwen_tiktoken_path() -> Path:

@@ -45,13 +45,18 @@ PRETRAIN_LOG_EVERY = 20
 log = logging.getLogger(__name__)
 
 
+def tiny_model_dir(cache_dir: str | Path) -> Path:
+    """Where the tiny model lives in a cache dir, built or not."""
+    return Path(cache_dir).expanduser() / "models" / TINY_MODEL_NAME
+
+
 def ensure_tiny_model(cache_dir: str | Path) -> Path:
     """The dir of the tiny model and its tokenizer (`<cache_dir>/models/<TINY_MODEL_NAME>`), built on first use.
 
     Loads with `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`. Bump the
     version in TINY_MODEL_NAME whenever the recipe below changes, so old caches are not reused.
     """
-    return build_once(Path(cache_dir).expanduser() / "models" / TINY_MODEL_NAME, _build)
+    return build_once(tiny_model_dir(cache_dir), _build)
 
 
 def _build(directory: Path) -> None:

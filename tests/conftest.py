@@ -6,10 +6,12 @@ not). Everything in it is keyed by version: `models/<TINY_MODEL_NAME>` and `toke
 their recipe's version in the name, and `tokenized/<key>` hashes the data, the tokenizer, the template, the
 cutoff and the encoding rules' PREPROCESS_VERSION. Bumping a version builds afresh; delete the dir to reclaim space.
 """
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,11 +36,40 @@ def recipe_env(tmp_path, cache_dir, monkeypatch):
     monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
 
 
-@pytest.fixture(scope="session")
-def cache_dir() -> Path:
+def shared_cache_dir() -> Path:
     directory = Path(os.environ.get("LORASWEEP_TEST_CACHE") or ROOT / ".cache" / "tests").expanduser()
     directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    return shared_cache_dir()
+
+
+def pytest_sessionstart(session):
+    """The first session builds the tiny model and Qwen2.5's tokenizer, a minute or more on a busy CPU, inside
+    fixtures whose output pytest captures (and pytest-xdist's workers print nothing at all): a silent console
+    that looks like a hang. So the main process builds what is missing here, before any worker starts, and
+    says what it builds, a line each. Later sessions find both built and print nothing."""
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: the main process built them
+        return
+    from sft.qwen_vocab import ensure_qwen2_tokenizer, qwen2_tokenizer_dir
+    from sft.tiny_model import ensure_tiny_model, tiny_model_dir
+
+    directory = shared_cache_dir()
+    artefacts = [("the tiny model", tiny_model_dir, ensure_tiny_model)]
+    if importlib.util.find_spec("dashscope"):  # without it the tests that need the tokenizer say what to install
+        artefacts.append(("Qwen2.5's tokenizer from dashscope's qwen.tiktoken", qwen2_tokenizer_dir, ensure_qwen2_tokenizer))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    say = reporter.write_line if reporter else print
+    for what, where, ensure in artefacts:
+        if where(directory).is_dir():
+            continue
+        say(f"building {what} once, into {where(directory)} (later test sessions reuse it)")
+        started = time.perf_counter()
+        ensure(directory)
+        say(f"built {what} in {time.perf_counter() - started:.0f} s")
 
 
 @pytest.fixture(scope="session")
