@@ -43,7 +43,8 @@ def heldout_verdict(ranked: Sequence[tuple[str, dict | None]], by: str = "smooth
     """Sentences comparing the ranking's order (by smoothed training loss, say) with the held-out metric.
 
     `ranked`: (run name, its eval.json or None), best by `by` first. Says whether the
-    first run is also the best on held-out data, and how the best compares with the base model.
+    first run is also the best on held-out data (runs with the same best value are named as a tie,
+    never one of them as "the best"), and how the best compares with the base model.
     """
     evaluated = [(name, document) for name, document in ranked if document and primary(document)]
     if not evaluated:
@@ -54,8 +55,17 @@ def heldout_verdict(ranked: Sequence[tuple[str, dict | None]], by: str = "smooth
         return []
     sign = 1.0 if direction == "minimize" else -1.0
     best_name, best_doc, best_value = min(scored, key=lambda entry: sign * entry[2])
+    tied = [name for name, _, value in scored if value == best_value]
     first_name, _, first_value = scored[0]
-    if best_name == first_name:
+    if len(tied) == len(scored) > 1:
+        lines = [f"Held-out {metric}: all {len(scored)} evaluated runs tie ({metric} {best_value:.4g}); "
+                 "held-out data does not tell them apart."]
+    elif len(tied) > 1:
+        first = (f"the run ranked best by {by} ({first_name}) is one of them" if first_name in tied
+                 else f"the run ranked best by {by}, {first_name}, has {first_value:.4g}")
+        lines = [f"Held-out {metric}: {len(tied)} of the {len(scored)} evaluated runs tie for best "
+                 f"({metric} {best_value:.4g}: {', '.join(tied)}); {first}."]
+    elif best_name == first_name:
         lines = [f"Held-out {metric}: the run ranked best by {by} ({first_name}) is also the best "
                  f"of the {len(scored)} evaluated ({metric} {first_value:.4g})."]
     else:
@@ -65,8 +75,9 @@ def heldout_verdict(ranked: Sequence[tuple[str, dict | None]], by: str = "smooth
     base_value = (best_doc.get(BASE_KEY) or {}).get(metric)
     if is_number(base_value):
         better = sign * best_value < sign * base_value
+        subject = f"{best_name} is" if len(tied) == 1 else f"the {len(tied)} tied runs are"
         lines.append(f"The base model with no adapter has {metric} {base_value:.4g} on the same rows: "
-                     f"{best_name} is {'better' if better else 'not better'}.")
+                     f"{subject} {'better' if better else 'not better'}.")
     return lines
 
 

@@ -52,13 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from analysis.eval_results import heldout_verdict
     from judge.heldout import held_out, last_answer_span, read_prompts, side_by_side_prompts
-    from judge.judging import Settings, eval_document, judge_all, write_answers, write_eval_files
+    from judge.judging import Settings, eval_document, judge_all, majority_result, write_answers, write_eval_files
     from judge.metrics import PRIMARY
     from judge.models import AdapterSet, device, load_base
     from judge.report import Comparison, log_to_wandb, print_comparison, write_report
     from judge.runconfig import load_run_config, task_metric
     from judge.selection import adapter_settings, choose
     from judge.serve import merge_adapter, vllm_command, write_serve_script
+    from judge.verdict import floor_lines, label_set_lines, same_answer_lines
     from sft.model import load_tokenizer, local_path
 
     if not args.paths and not args.storage:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     metric = metrics.pop()
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
     tokenizer.padding_side = "left"
-    data = held_out(cfg, tokenizer, first.run_dir, args.limit)
+    data = held_out(cfg, tokenizer, first.run_dir, args.limit, count_training_answers=metric == "label")
     for candidate in candidates[1:]:
         other = held_out(configs[candidate.name], tokenizer, candidate.run_dir, args.limit)
         if other.fingerprint != data.fingerprint:
@@ -92,13 +93,16 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(metric, args.batch_size, args.max_new_tokens or longest + 8, device(), str(base.dtype).removeprefix("torch."))
     adapters = AdapterSet(base, {candidate.name: candidate.run_dir for candidate in candidates})
     results = judge_all(adapters, candidates, data, side, tokenizer, settings)
-    for path in write_eval_files(results, data, settings):
+    majority = majority_result(data)
+    for path in write_eval_files(results, data, settings, majority):
         print(f"wrote {path}")
     print(f"answers: {write_answers(results, data, tokenizer, cfg.task.template, args.out)}")
-    verdict = heldout_verdict([(result.name, eval_document(result, results[0], data, settings)) for result in results[1:]])
+    verdict = [*heldout_verdict([(result.name, eval_document(result, results[0], data, settings)) for result in results[1:]]),
+               *floor_lines(results[1:], majority, metric), *same_answer_lines(results, data.references),
+               *label_set_lines(data.training_answers, data.references, results)]
     command = vllm_command(base_name, {c.name: c.run_dir for c in candidates},
                            [int(settings_of[c.name]["r"]) for c in candidates])
-    comparison = Comparison(results, side, verdict, command, len(data.input_ids), metric)
+    comparison = Comparison(results, side, verdict, command, len(data.input_ids), metric, majority)
     print_comparison(comparison)
     print(f"serve: {write_serve_script(command, args.out)}\n{command}")
     if args.report:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ class HeldOut:
     prompts: list[list[int]]
     references: list[str]
     fingerprint: str
+    # how many training rows give each answer (counted for a label task only): the task's label set
+    training_answers: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -40,15 +43,15 @@ class Prompt:
     reference: str | None = None
 
 
-def held_out_split(cfg: DictConfig, tokenizer: Any) -> Any:
-    """The run's held-out rows (a datasets.Dataset with input_ids and labels), or None when the run held
-    none out. The same prepare_datasets call as sft/train.py, so the rows are the ones training left out:
+def run_splits(cfg: DictConfig, tokenizer: Any) -> Any:
+    """The run's training and held-out rows (sft.data.PreparedData; eval is None when the run held none
+    out). The same prepare_datasets call as sft/train.py, so the rows are the ones training left out:
     the split follows task.data_seed (runs trained before it existed split by trainer.seed)."""
     from sft.data import prepare_datasets
 
     data_seed = cfg.task.get("data_seed")
     seed = int(cfg.trainer.seed if data_seed is None else data_seed)
-    return prepare_datasets(cfg.task, tokenizer, cfg.paths.cache_dir, seed=seed, num_proc=os.cpu_count()).eval
+    return prepare_datasets(cfg.task, tokenizer, cfg.paths.cache_dir, seed=seed, num_proc=os.cpu_count())
 
 
 def last_answer_span(labels: list[int]) -> tuple[int, int]:
@@ -62,9 +65,11 @@ def last_answer_span(labels: list[int]) -> tuple[int, int]:
     return start, end
 
 
-def held_out(cfg: DictConfig, tokenizer: Any, run_dir: Path, limit: int | None) -> HeldOut:
-    """The run's held-out rows (the first `limit` of them) split into prompt ids and reference text."""
-    split = held_out_split(cfg, tokenizer)
+def held_out(cfg: DictConfig, tokenizer: Any, run_dir: Path, limit: int | None, count_training_answers: bool = False) -> HeldOut:
+    """The run's held-out rows (the first `limit` of them) split into prompt ids and reference text; with
+    `count_training_answers`, also how often each answer ends a training row."""
+    splits = run_splits(cfg, tokenizer)
+    split = splits.eval
     if split is None or len(split) == 0:
         raise JudgeInputError(
             f"{run_dir / '.hydra' / 'config.yaml'}: task.val_size={cfg.task.val_size} held no rows out, so there is "
@@ -78,9 +83,28 @@ def held_out(cfg: DictConfig, tokenizer: Any, run_dir: Path, limit: int | None) 
     for ids, row_labels in zip(input_ids, labels):
         start, end = last_answer_span(row_labels)
         prompts.append(list(ids[:start]))
-        references.append(tokenizer.decode(ids[start:end], skip_special_tokens=False).removesuffix(suffix))
+        references.append(answer_text(tokenizer, ids[start:end], suffix))
     digest = hashlib.sha256(json.dumps(input_ids).encode()).hexdigest()[:16]
-    return HeldOut(input_ids=input_ids, labels=labels, prompts=prompts, references=references, fingerprint=digest)
+    training = answer_counts(splits.train, tokenizer, suffix) if count_training_answers else Counter()
+    return HeldOut(input_ids=input_ids, labels=labels, prompts=prompts, references=references, fingerprint=digest,
+                   training_answers=training)
+
+
+def answer_text(tokenizer: Any, answer_ids: list[int], suffix: str) -> str:
+    """An answer's text as a reference: its tokens decoded, without the template's end of turn."""
+    return tokenizer.decode(answer_ids, skip_special_tokens=False).removesuffix(suffix)
+
+
+def answer_counts(split: Any, tokenizer: Any, suffix: str) -> Counter[str]:
+    """How many rows of a split end with each answer; each distinct answer is decoded once."""
+    spans: Counter[tuple[int, ...]] = Counter()
+    for ids, row_labels in zip(split["input_ids"], split["labels"]):
+        start, end = last_answer_span(row_labels)
+        spans[tuple(ids[start:end])] += 1
+    counts: Counter[str] = Counter()
+    for answer_ids, count in spans.items():
+        counts[answer_text(tokenizer, list(answer_ids), suffix)] += count
+    return counts
 
 
 def encode_prompt(tokenizer: Any, template_name: str, question: str, system: str | None) -> list[int]:

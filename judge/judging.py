@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from judge.heldout import HeldOut, Prompt
-from judge.metrics import PRIMARY, SCORERS, perplexity
+from judge.metrics import PRIMARY, perplexity, score
 from judge.models import AdapterSet, eval_loss, generate
 from judge.selection import Candidate
-from runs.evaluation import ADAPTER_KEY, BASE_KEY, PRIMARY_KEY
+from runs.evaluation import ADAPTER_KEY, BASE_KEY, MAJORITY_KEY, PRIMARY_KEY
 from runs.files import EVAL_FILE
 
 BASE_NAME = "base"
@@ -73,13 +73,25 @@ def judge_all(adapters: AdapterSet, candidates: list[Candidate], data: HeldOut, 
                 result.side_answers = generate(model, [p.ids for p in side], tokenizer, settings.batch_size, settings.max_new_tokens, advance)
             loss = loss_sum / tokens
             result.metrics = {"eval_loss": loss, "perplexity": perplexity(loss), "tokens": tokens,
-                              **SCORERS[settings.metric](result.answers, data.references)}
+                              **score(settings.metric, result.answers, data.references, list(data.training_answers))}
             progress.remove_task(task)
             progress.advance(progress.models)
     return results
 
 
-def eval_document(result: ModelResult, base: ModelResult, data: HeldOut, settings: Settings) -> dict[str, Any]:
+def majority_result(data: HeldOut) -> ModelResult | None:
+    """Always answering the commonest training label, scored like a model: the floor an adapter of a
+    label task has to beat. None where the training answers were not counted (other tasks)."""
+    if not data.training_answers:
+        return None
+    label = data.training_answers.most_common(1)[0][0]
+    answers = [label] * len(data.references)
+    metrics = score("label", answers, data.references, list(data.training_answers))
+    return ModelResult(f"always {label!r}", None, metrics={"answer": label, **metrics}, answers=answers)
+
+
+def eval_document(result: ModelResult, base: ModelResult, data: HeldOut, settings: Settings,
+                  majority: ModelResult | None = None) -> dict[str, Any]:
     """The eval.json of one adapter (layout in runs/evaluation.py)."""
     name, direction = PRIMARY[settings.metric]
     return {
@@ -88,19 +100,21 @@ def eval_document(result: ModelResult, base: ModelResult, data: HeldOut, setting
         "split": {"rows": len(data.input_ids), "fingerprint": data.fingerprint},
         ADAPTER_KEY: {"name": result.name, **result.metrics},
         BASE_KEY: {"name": base.name, **base.metrics},
+        **({MAJORITY_KEY: {"name": majority.name, **majority.metrics}} if majority else {}),
         "generation": {"greedy": True, "max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
                        "dtype": settings.dtype, "device": settings.device},
         "evaluated_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
 
 
-def write_eval_files(results: list[ModelResult], data: HeldOut, settings: Settings) -> list[Path]:
+def write_eval_files(results: list[ModelResult], data: HeldOut, settings: Settings, majority: ModelResult | None) -> list[Path]:
     base = results[0]
     written = []
     for result in results[1:]:
         path = result.candidate.run_dir / EVAL_FILE
         temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(eval_document(result, base, data, settings), indent=2, ensure_ascii=False, default=str))
+        document = eval_document(result, base, data, settings, majority)
+        temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str))
         os.replace(temporary, path)
         written.append(path)
     return written

@@ -1,6 +1,7 @@
 """Held-out metrics from generated answers, chosen per task by `task.metric`.
 
-- label (classification, cate): accuracy and macro-F1 of the generated label against the reference.
+- label (classification, cate): accuracy and macro-F1 of the generated label against the reference,
+  the labels being the training split's answers; always answering the commonest one is the floor.
 - triples (extraction, spo): precision / recall / F1 of the generated (subject, predicate, object) set.
 - text (free text, yiliao and demo): ROUGE-L over characters, a rough signal beside the eval loss.
 
@@ -39,14 +40,22 @@ def parse_label(answer: str, labels: Sequence[str]) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def classification(answers: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-    """Accuracy and macro-F1 over the labels the references use; an answer naming none of them (or
-    several) is unparseable and wrong."""
-    labels = sorted(set(references))
-    predicted = [parse_label(answer, labels) for answer in answers]
+def classification(answers: Sequence[str], references: Sequence[str], labels: Sequence[str] = ()) -> dict[str, Any]:
+    """Accuracy and macro-F1 of the label each answer names.
+
+    The valid labels are the task's `labels` (the training split's answers) and the references': a
+    valid label that no held-out row has is still a label, not an unparseable answer. Macro-F1 averages
+    over the labels the references use plus the valid labels the answers predict (listed under
+    `predicted_unreferenced`), so predicting a label absent from the references costs F1 as it should.
+    An answer naming no valid label (or several) is unparseable and wrong.
+    """
+    valid = sorted(set(labels) | set(references))
+    predicted = [parse_label(answer, valid) for answer in answers]
+    unreferenced = sorted(set(predicted) - set(references) - {None})
+    counted = sorted(set(references)) + unreferenced
     correct = sum(p == r for p, r in zip(predicted, references))
     scores = []
-    for label in labels:
+    for label in counted:
         true_positive = sum(p == label and r == label for p, r in zip(predicted, references))
         predicted_count = sum(p == label for p in predicted)
         reference_count = sum(r == label for r in references)
@@ -55,6 +64,7 @@ def classification(answers: Sequence[str], references: Sequence[str]) -> dict[st
         "accuracy": correct / len(references) if references else None,
         "macro_f1": sum(scores) / len(scores) if scores else None,
         "unparseable": sum(p is None for p in predicted),
+        "predicted_unreferenced": unreferenced,
     }
 
 
@@ -125,6 +135,13 @@ SCORERS: dict[str, Callable[[Sequence[str], Sequence[str]], dict[str, Any]]] = {
     "triples": triples,
     "text": text,
 }
+
+
+def score(metric: str, answers: Sequence[str], references: Sequence[str], labels: Sequence[str] = ()) -> dict[str, Any]:
+    """The metric's scores of the answers; `labels` (the task's label set) is read by `label` only."""
+    if metric == "label":
+        return classification(answers, references, labels)
+    return SCORERS[metric](answers, references)
 
 
 def perplexity(eval_loss: float) -> float:

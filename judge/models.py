@@ -29,7 +29,11 @@ def device() -> str:
 
 
 def load_base(cfg: DictConfig) -> Any:
-    """The run's base model on the device, in its inference precision, with the KV cache on."""
+    """The run's base model on the device, in its inference precision, with the KV cache on. On a CPU,
+    with the run's model.cpu_threads torch threads, as training ran it (a small model's matmuls are too
+    small to split: more threads only add their syncing)."""
+    if device() == "cpu" and cfg.model.get("cpu_threads"):
+        torch.set_num_threads(int(cfg.model.cpu_threads))
     model = load_base_model(cfg.model, resolve_precision("auto"), cfg.paths.cache_dir).to(device())
     model.config.use_cache = True
     return model.eval()

@@ -1,5 +1,6 @@
-"""The comparison as people read it: a metrics table (base model first), the verdict in words, and the
-side-by-side answers (base vs each adapter), in the terminal, a Markdown or HTML file, and W&B."""
+"""The comparison as people read it: a metrics table (base model first, then always answering the
+commonest training label for a label task), the verdict in words, and the side-by-side answers (base vs
+each adapter), in the terminal, a Markdown or HTML file, and W&B."""
 from __future__ import annotations
 
 import html
@@ -25,13 +26,20 @@ class Comparison:
     serve_command: str
     rows: int
     metric: str
+    majority: ModelResult | None = None  # always answering the commonest training label (label tasks)
+
+
+def table_rows(comparison: Comparison) -> list[ModelResult]:
+    """The metrics table's rows: the base model, the majority class where there is one, the adapters."""
+    base, *adapters = comparison.results
+    return [base, *([comparison.majority] if comparison.majority else []), *adapters]
 
 
 def metrics_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    present = [key for key in SHOWN_METRICS if any(key in result.metrics for result in comparison.results)]
+    present = [key for key in SHOWN_METRICS if any(key in result.metrics for result in table_rows(comparison))]
     header = ["model", "training rank", "smoothed loss", *present]
     lines = []
-    for result in comparison.results:
+    for result in table_rows(comparison):
         candidate = result.candidate
         lines.append([
             result.name,
@@ -110,7 +118,7 @@ def log_to_wandb(comparison: Comparison, logger_cfg: Any) -> str:
     metric_header, _ = metrics_table(comparison)
     numeric = [[result.name, result.candidate.rank if result.candidate else None,
                 result.candidate.smoothed_loss if result.candidate else None,
-                *(result.metrics.get(key) for key in metric_header[3:])] for result in comparison.results]
+                *(result.metrics.get(key) for key in metric_header[3:])] for result in table_rows(comparison)]
     side_header, side_lines = side_by_side_table(comparison)
     run.log({"heldout_metrics": wandb.Table(columns=metric_header, data=numeric),
              "side_by_side": wandb.Table(columns=side_header, data=side_lines)})

@@ -2,6 +2,7 @@
 the base model (safetensors) for a server without LoRA support."""
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,25 @@ def max_lora_rank(ranks: list[int]) -> int:
 
 
 def vllm_command(base: str, adapters: dict[str, Path], ranks: list[int]) -> str:
-    """`vllm serve BASE --enable-lora --lora-modules name=path ... --max-lora-rank R --max-loras k`: every
-    adapter by absolute path, so the command works from any folder; k lets all of them serve at once."""
+    """`vllm serve BASE --enable-lora --lora-modules name=path ... --max-lora-rank R --max-loras k`: the
+    base (when it is a local dir) and every adapter by absolute path, so the command works from any
+    folder (vLLM reads a relative dir that is not there as a hub id); k lets all of them serve at once."""
     missing = [str(path) for path in adapters.values() if not path.is_dir()]
     if missing:
         raise JudgeInputError(f"{missing[0]}: adapter folder not found; the serve command would name a path that does not exist")
-    modules = [f"{name}={path.resolve()}" for name, path in adapters.items()]
-    parts = ["vllm", "serve", base, "--enable-lora", "--lora-modules", *modules,
+    model = str(Path(base).resolve()) if Path(base).is_dir() else base
+    modules = [lora_module(name, path.resolve()) for name, path in adapters.items()]
+    parts = ["vllm", "serve", model, "--enable-lora", "--lora-modules", *modules,
              "--max-lora-rank", str(max_lora_rank(ranks)), "--max-loras", str(len(adapters))]
     return shlex.join(parts)
+
+
+def lora_module(name: str, path: Path) -> str:
+    """One --lora-modules entry: vLLM's `name=path`, or its JSON form `{"name": ..., "path": ...}` when the
+    name or path holds '=' or ',' (vLLM reads an entry with ',' or a second '=' as JSON)."""
+    if any(char in text for text in (name, str(path)) for char in "=,"):
+        return json.dumps({"name": name, "path": str(path)}, ensure_ascii=False)
+    return f"{name}={path}"
 
 
 def write_serve_script(command: str, out_dir: Path) -> Path:

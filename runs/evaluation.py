@@ -8,13 +8,16 @@ Layout:
      "split": {"rows": 40, "fingerprint": "..."},
      "adapter": {"name": "cate-trial-3", "eval_loss": 1.2, "perplexity": 3.3, "accuracy": 0.8, ...},
      "base": {"name": "base", "eval_loss": 2.9, ...},
+     "majority": {"name": "always '财经'", "answer": "财经", "accuracy": 0.42, ...},   (label tasks only)
      "generation": {"max_new_tokens": 16, "batch_size": 16, "dtype": "float32", "device": "cpu"},
      "evaluated_at": "2026-11-27T21:00:00"}
 
-`adapter` and `base` hold the same metric keys, measured on the same held-out rows.
+`adapter` and `base` hold the same metric keys, measured on the same held-out rows. `majority` (label
+tasks) scores always answering the commonest training label on those rows: the floor to beat.
 """
 from __future__ import annotations
 
 ADAPTER_KEY = "adapter"
 BASE_KEY = "base"
+MAJORITY_KEY = "majority"
 PRIMARY_KEY = "primary"

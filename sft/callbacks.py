@@ -109,7 +109,14 @@ class RunLogCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.session_start = time.time()
 
+    def epoch(self) -> float | None:
+        """Passes over the training set so far. The Trainer's own count sees the whole budget as one
+        epoch (sft.stream), so a 2-epoch run would end at epoch 1.0."""
+        return self.counter.samples / self.epoch_samples if self.epoch_samples else None
+
     def on_step_end(self, args, state, control, **kwargs):
+        # before the Trainer logs this step: its logs (and the W&B callback's train/epoch) read state.epoch
+        state.epoch = self.epoch()
         if self.first_step_at is None:
             self.first_step_at = time.time()
         append_jsonl(self.samples_path, {"step": state.global_step, "ids": self.counter.step_ids})
@@ -129,8 +136,7 @@ class RunLogCallback(TrainerCallback):
             return
         elapsed = self.elapsed()
         record: dict[str, Any] = {"step": state.global_step, "samples": self.counter.samples, "tokens": self.counter.tokens}
-        # passes over the training set; the Trainer's own count sees the whole budget as one epoch (sft.stream)
-        epoch = round(self.counter.samples / self.epoch_samples, 4) if self.epoch_samples else None
+        epoch = round(self.epoch(), 4) if self.epoch_samples else None
         if "loss" in logs:
             record.update(
                 loss=logs["loss"],

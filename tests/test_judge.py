@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from judge.cli import main
-from judge.metrics import SCORERS, classification, rouge_l_chars, triples
-from tests.conftest import run_train
+from judge.metrics import classification, rouge_l_chars, score, triples
+from tests.conftest import ROOT, run_train
 
 pytestmark = pytest.mark.xdist_group("judge")  # under pytest-xdist one worker trains the sweep for them all
 
@@ -39,7 +39,8 @@ def env(cache_dir, tmp_path, monkeypatch):
 def test_planted_answers_are_counted_right():
     labels = classification(["体育", "答案：财经。", "不知道", "体育"], ["体育", "财经", "科技", "财经"])
     # 体育: tp 1, predicted 2, true 1 -> 2/3; 财经: tp 1, predicted 1, true 2 -> 2/3; 科技: 0
-    assert labels == {"accuracy": 0.5, "macro_f1": pytest.approx((2 / 3 + 2 / 3 + 0) / 3), "unparseable": 1}
+    assert labels == {"accuracy": 0.5, "macro_f1": pytest.approx((2 / 3 + 2 / 3 + 0) / 3), "unparseable": 1,
+                      "predicted_unreferenced": []}
     reference = '[{"subject": "雪来信", "predicate": "作者", "object": "胡杰"}, {"subject": "孙伟", "predicate": "毕业院校", "object": "复旦大学"}]'
     answers = ['输出：[{"subject": "雪来信", "predicate": "作者", "object": "胡杰"}, {"subject": "孙伟", "predicate": "出生地", "object": "上海"}]',
                '[{"subject": "张伟"', "no triples here"]
@@ -49,6 +50,52 @@ def test_planted_answers_are_counted_right():
                       "unparseable": 2, "unparseable_references": 0}
     assert rouge_l_chars("头痛要休息", "头痛请休息") == pytest.approx(0.8)
     assert rouge_l_chars("", "头痛") == 0.0
+
+
+def test_a_valid_label_no_reference_has_is_a_prediction_and_counts_in_macro_f1():
+    references = ["体育", "体育", "财经", "科技"]
+    answers = ["体育", "体育", "旅游", "旅游"]  # 旅游 is a training label that no held-out row has
+    scores = classification(answers, references, labels=["体育", "财经", "科技", "旅游", "军事"])
+    # 体育 1.0; 财经 0; 科技 0; 旅游 (predicted twice, never right) 0: over 4 labels, not the references' 3
+    assert scores == {"accuracy": 0.5, "macro_f1": pytest.approx(1 / 4), "unparseable": 0, "predicted_unreferenced": ["旅游"]}
+    assert classification(answers, references)["unparseable"] == 2  # without the training labels it would not parse
+
+
+def eval_doc(name: str, accuracy: float, base: float = 0.1) -> tuple[str, dict]:
+    return name, {"primary": {"name": "accuracy", "direction": "maximize"}, "adapter": {"accuracy": accuracy}, "base": {"accuracy": base}}
+
+
+def test_runs_with_the_same_best_value_are_named_as_a_tie():
+    from analysis.eval_results import heldout_verdict
+
+    three = heldout_verdict([eval_doc("a", 0.415), eval_doc("b", 0.415), eval_doc("c", 0.415)])
+    assert three[0] == "Held-out accuracy: all 3 evaluated runs tie (accuracy 0.415); held-out data does not tell them apart."
+    assert three[1].endswith("the 3 tied runs are better.") and "best" not in " ".join(three)
+    two = heldout_verdict([eval_doc("a", 0.3), eval_doc("b", 0.5), eval_doc("c", 0.5)])
+    assert two[0] == ("Held-out accuracy: 2 of the 3 evaluated runs tie for best (accuracy 0.5: b, c); "
+                      "the run ranked best by smoothed training loss, a, has 0.3.")
+    one = heldout_verdict([eval_doc("a", 0.5), eval_doc("b", 0.3)])
+    assert one[0].startswith("Held-out accuracy: the run ranked best by smoothed training loss (a) is also the best")
+
+
+def test_serve_command_names_every_path_absolutely_and_uses_json_where_name_path_cannot_carry_it(tmp_path, monkeypatch):
+    import shlex
+
+    from judge.serve import vllm_command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "base").mkdir(parents=True)
+    (tmp_path / "runs" / "lr=1e-3,bs=8").mkdir(parents=True)
+    (tmp_path / "runs" / "plain").mkdir()
+    command = vllm_command("models/base", {"cate-trial-1": Path("runs/lr=1e-3,bs=8"), "cate-trial-2": Path("runs/plain")}, [8, 16])
+    parts = shlex.split(command)
+    assert parts[:3] == ["vllm", "serve", str(tmp_path / "models" / "base")]
+    odd, plain = parts[parts.index("--lora-modules") + 1 : parts.index("--max-lora-rank")]
+    # vLLM's rule: an entry with '=' and no ',' is name=path split at its one '='; anything else is JSON
+    assert json.loads(odd) == {"name": "cate-trial-1", "path": str(tmp_path / "runs" / "lr=1e-3,bs=8")}
+    assert plain == f"cate-trial-2={tmp_path / 'runs' / 'plain'}" and "," not in plain and plain.count("=") == 1
+    assert parts[parts.index("--max-lora-rank") + 1] == "16"
+    assert vllm_command("Qwen/Qwen2.5-0.5B-Instruct", {"a": Path("runs/plain")}, [8]).split()[2] == "Qwen/Qwen2.5-0.5B-Instruct"
 
 
 @pytest.mark.slow
@@ -67,9 +114,12 @@ def test_cate_sweep_judged_against_the_base_model(sweep, env, capsys):
     # every metric comes from the answers the models generated
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     assert len(answers) == 12 and all(isinstance(row["base"], str) for row in answers)
+    trained_labels = {row["output"] for row in json.loads((ROOT / "data" / "demo_cate.json").read_text())[:80]}  # task.max_samples
     for result, name in ((adapter, adapter["name"]), (base, "base")):
-        rescored = SCORERS["label"]([row[name] for row in answers], [row["reference"] for row in answers])
-        assert {key: result[key] for key in rescored} == pytest.approx(rescored)
+        rescored = score("label", [row[name] for row in answers], [row["reference"] for row in answers], sorted(trained_labels))
+        assert {key: result[key] for key in rescored} == rescored
+    majority = document["majority"]
+    assert majority["answer"] in trained_labels and majority["accuracy"] == sum(row["reference"] == majority["answer"] for row in answers) / 12
     html = report.read_text()
     assert "Side by side" in html and "<th>base</th>" in html and f"<th>{adapter['name']}</th>" in html
     command = (out / "serve.sh").read_text().splitlines()[-1]
@@ -188,3 +238,60 @@ def test_bad_input_is_one_line_and_exit_2(case, sweep, env, capsys):
     assert main([*argv, "--out", str(env / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("judge: ") and expected in err and "\n" not in err and "Traceback" not in err
+
+
+# 11 labels, 45% of the rows the commonest; a row's label is drawn independently of its text, so the best an
+# adapter can learn is to always answer the commonest label: a degenerate adapter, made on purpose
+ELEVEN_LABELS = {"财经": 90, "体育": 30, "健康": 20, "娱乐": 15, "教育": 12, "科技": 10, "军事": 8, "汽车": 6, "房产": 4, "游戏": 3, "旅游": 2}
+
+
+def eleven_label_task(data_dir: Path) -> None:
+    """A classification data set with 11 labels (200 rows, LLaMA-Factory's alpaca layout) in data_dir."""
+    texts = [row["input"] for row in json.loads((ROOT / "data" / "demo_cate.json").read_text(encoding="utf-8"))]
+    labels = [label for label, count in ELEVEN_LABELS.items() for _ in range(count)]
+    instruction = f"请判断下面这段文字属于哪个类别，只回答类别名称。可选类别：{'、'.join(ELEVEN_LABELS)}。"
+    rows = [{"instruction": instruction, "input": texts[(index * 7) % len(texts)], "output": label} for index, label in enumerate(labels)]
+    data_dir.mkdir(parents=True)
+    (data_dir / "eleven.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    columns = {"prompt": "instruction", "query": "input", "response": "output"}
+    (data_dir / "dataset_info.json").write_text(json.dumps({"eleven": {"file_name": "eleven.json", "formatting": "alpaca", "columns": columns}}))
+
+
+@pytest.mark.slow
+def test_degenerate_adapters_of_an_11_label_task_are_no_better_than_the_majority_class(env, cache_dir):
+    import torch
+
+    eleven_label_task(env / "data")
+    sweep_dir = env / "eleven"
+    run_train(["-m", "experiment=quickstart", "task=cate", f"task.dataset_dir={env / 'data'}", "task.dataset=[eleven]",
+               "task.val_size=40", "trainer.seed=1,2,3", f"hydra.sweep.dir={sweep_dir}"], env, cache_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main([str(sweep_dir), "--top", "3", "--max-new-tokens", "4", "--side-by-side", "2", "--out", str(env / "o"),
+                     "--report", str(env / "r.md")]) == 0
+        assert torch.get_num_threads() == 1  # the tiny model's model.cpu_threads
+    finally:
+        torch.set_num_threads(threads)
+    answers = [json.loads(line) for line in (env / "o" / "answers.jsonl").read_text().splitlines()]
+    references = [row["reference"] for row in answers]
+    names = [name for name in answers[0] if name.startswith("cate-")]
+    assert len(names) == 3 and len(answers) == 40
+    for name in names:  # degenerate: one answer, naming the commonest training label, on every row
+        assert len({row[name] for row in answers}) == 1 and answers[0][name].startswith("财经")
+    documents = [json.loads((sweep_dir / str(job) / "eval.json").read_text()) for job in range(3)]
+    majority = documents[0]["majority"]
+    share = references.count("财经") / 40
+    assert majority["answer"] == "财经" and majority["accuracy"] == share
+    for document in documents:
+        assert document["adapter"]["accuracy"] == share
+        # no valid label is unparseable; macro-F1 averages over the references' labels (财经, predicted, is one)
+        assert document["adapter"]["unparseable"] == 0 and document["adapter"]["predicted_unreferenced"] == []
+        assert document["adapter"]["macro_f1"] == pytest.approx((2 * share / (1 + share)) / len(set(references)))
+    report = (env / "r.md").read_text()
+    assert f"| always '财经' | - | - | - | - | {share:.4g} |" in report
+    assert (f"- {', '.join(f'{name} (accuracy {share:.4g})' for name in names)}: no better than always answering '财经', "
+            f"the commonest training label (accuracy {share:.4g}).") in report
+    assert "Warning: one answer to most of the 40 held-out rows: " in report and all(f"{name} '财经" in report for name in names)
+    assert f"- Held-out accuracy: all 3 evaluated runs tie (accuracy {share:.4g})" in report and "is also the best" not in report
+    assert f"Labels: 11 valid (the training split's answers and the references'), {len(set(references))} of them" in report
