@@ -3,8 +3,9 @@
 Each decoder layer is compiled on its own (nn.Module.compile): the layers share one code and one graph, so
 a model compiles in the time of one layer, and what lies between them (embedding, mask, loss) stays eager.
 Shapes are dynamic from the first call: a padding-free row's length changes every batch, and a graph
-specialised to one length would be compiled again for the next. TrainerCallback CompileCounts logs, when
-training ends, how many graphs were compiled and how many of them after the first step (recompiles).
+specialised to one length would be compiled again for the next. (A first batch whose length equals one of
+the model's widths ties the two sizes together, and the next length compiles once more.) CompileCounts
+logs, when training ends, how many graphs were compiled and how many of them after the first step.
 
 The compiled kernels (inductor's, and Triton's under it) are cached under paths.cache_dir, so the later
 trials of a sweep, and later sweeps, load them instead of compiling again.
