@@ -13,7 +13,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from sft.attention import DocumentMask, document_causal
 from sft.collate import (IGNORE_INDEX, LABEL_POSITIONS_KEY, NEXT_LABELS_KEY, TRAINER_KEYS, PaddedCollator, PaddingFreeCollator,
-                         block_causal_mask, label_targets, pack_examples)
+                         block_causal_mask, label_targets, model_inputs, pack_examples)
 from sft.trainer import count_batch, loss_inputs
 
 LENGTHS = [9, 23, 4, 31, 15, 2]
@@ -114,3 +114,23 @@ def test_a_padding_free_training_step_never_waits_for_the_gpu(tmp_path):
             trainer.optimizer.zero_grad(set_to_none=True)
         finally:
             torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.slow
+def test_flex_attention_with_the_collators_block_mask_gives_the_padded_loss():
+    """The GPU's padding-free path end to end on a CPU: the batch moved as the Trainer's dataloader moves it,
+    the tiny Qwen2 with flex_attention (transformers compiles it: tens of seconds on a CPU) and the loss read
+    at the collator's label positions, against the padded batch through sdpa."""
+    examples = make_examples([*LENGTHS, 140])  # a sample across a 128-token tile
+    config = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128,
+              "vocab_size": 128, "use_cache": False}
+    torch.manual_seed(0)
+    padded_model = Qwen2ForCausalLM(Qwen2Config(**config, attn_implementation="sdpa")).eval()
+    flex_model = Qwen2ForCausalLM(Qwen2Config(**config, attn_implementation="flex_attention")).eval()
+    flex_model.load_state_dict(padded_model.state_dict())
+    batch = send_to_device(PaddingFreeCollator(block_mask=True)(examples), "cpu", non_blocking=True)
+    assert isinstance(batch["attention_mask"], BlockMask)
+    with torch.no_grad():
+        expected = padded_model(**model_inputs(PaddedCollator(pad_token_id=0)(examples))).loss
+        loss = flex_model(**loss_inputs({key: value for key, value in batch.items() if key not in TRAINER_KEYS})).loss
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
