@@ -134,3 +134,12 @@ def test_flex_attention_with_the_collators_block_mask_gives_the_padded_loss():
         expected = padded_model(**model_inputs(PaddedCollator(pad_token_id=0)(examples))).loss
         loss = flex_model(**loss_inputs({key: value for key, value in batch.items() if key not in TRAINER_KEYS})).loss
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("on_cuda,expected", [(True, "adamw_torch_fused"), (False, "adamw_torch")])
+def test_adamw_runs_fused_on_cuda(monkeypatch, on_cuda, expected):
+    import sft.train
+
+    monkeypatch.setattr(sft.train, "_cuda", lambda: on_cuda)
+    assert sft.train.optimizer_name("adamw_torch") == expected
+    assert sft.train.optimizer_name("sgd") == "sgd"
