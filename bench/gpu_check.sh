@@ -2,10 +2,13 @@
 # The GPU throughput check, one command, for a GPU machine without network access (an H100/H200 with PyTorch,
 # transformers, peft, accelerate and triton installed). Runs bench/throughput.py in GPU mode, which times the
 # trainer train.py builds: the Qwen2.5-0.5B architecture with random bf16 weights, LoRA r16 alpha16 dropout
-# 0.01 on all linear layers, cutoff 2048, batch 20 x accumulation 5 on a yiliao-shaped generated set; padded
-# with LLaMA-Factory's gradient checkpointing vs padding-free (flex_attention) vs packed; Liger's
-# fused linear cross-entropy when liger_kernel imports. Ends within 7.5 minutes (GPU_CHECK_TIMEOUT seconds) and writes gpu.txt,
-# throughput.txt and throughput.json under $OUT (./bench_out when $OUT is unset).
+# 0.01 on all linear layers, cutoff 2048, batch 20 x accumulation 5 on a yiliao-shaped generated set, one table
+# with every row measured in this run and printed as it ends: padded with LLaMA-Factory's gradient checkpointing,
+# padding-free (flex_attention) with the micro-batches apart, merged, merged with the decoder layers compiled,
+# and packed; samples/s, real tokens/s, MFU, peak memory and "436k rows x 1 epoch: N min"; Liger's fused linear
+# cross-entropy when liger_kernel imports. Ends within 7.5 minutes (GPU_CHECK_TIMEOUT seconds) and writes gpu.txt,
+# throughput.txt and throughput.json under $OUT (./bench_out when $OUT is unset); the compiled kernels are cached
+# under $LORASWEEP_CACHE/compile (.cache/compile when it is unset), so a second run skips compiling.
 #
 # The trainer needs the project's other dependencies (hydra-core, omegaconf, datasets, rich, matplotlib,
 # tiktoken, filelock), and the tiny model's tokenizer, built once from jieba's dictionary: either jieba, or a

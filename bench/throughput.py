@@ -1,6 +1,8 @@
 """Training throughput of the trainer that `train.py` builds (sft.train.build_run: the same SFTTrainer,
 collator, callbacks, run-dir logging and progress bar), per batching mode: padded (LLaMA-Factory's
-batches), padding-free (the default) and packed. Samples/s and real (non-pad) tokens/s, one table.
+batches), padding-free (the default; on a GPU with the micro-batches apart, merged, and merged with the
+decoder layers compiled) and packed. Samples/s, real (non-pad) tokens/s, MFU, peak memory and the time
+the full 436k-row yiliao set would take, one table, each row printed as its mode ends.
 
     python -m bench.throughput                    # CPU: the tiny model on demo_yiliao, a few minutes on 2 cores
     python -m bench.throughput --json out.json    # the same, plus the figures as JSON
@@ -17,7 +19,8 @@ layers, batch 4, cutoff 256, fp32. GPU mode: the Qwen2.5-0.5B architecture with 
 once under the cache dir; no download), the seed yiliao settings (cutoff 2048, batch 20 x accumulation
 5, bf16) on a yiliao-shaped generated set (bench.prep's), the padded path with LLaMA-Factory's
 gradient checkpointing; MFU = 4 x (matmul parameters) x real tokens/s / measured matmul peak (forward
-plus activation gradients; the frozen base weights get no weight gradients, so 4 and not 6).
+plus activation gradients; the frozen base weights get no weight gradients, so 4 and not 6). Every mode
+but the compiled one sets trainer.compile=false (auto compiles on a GPU).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from runs.project import register_project_dir
+from sft.compile import COMPILE_CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
 # Measured with the Qwen2.5 tokenizer built offline (sft.qwen_vocab) on data/demo_yiliao.json; bench.prep
@@ -63,6 +67,7 @@ def cpu_settings() -> Settings:
                  "task.val_size=0", "trainer.per_device_batch_size=4", "trainer.gradient_accumulation_steps=1",
                  "trainer.precision=fp32", "optimizer.lr=5e-5", *LORA]
     modes = {"padded": ["trainer.padding_free=false"], "padding-free": [], "packed": ["trainer.packing=true"]}
+    modes = {name: [*overrides, "trainer.compile=false"] for name, overrides in modes.items()}
     return Settings("cpu-tiny", overrides, warmup_steps=3, timed_steps=30, repeats=2, gpu=False, modes=modes)
 
 
@@ -70,15 +75,20 @@ def gpu_settings() -> Settings:
     """The seed's yiliao settings: cutoff 2048, per-device batch 20, gradient accumulation 5, bf16."""
     overrides = ["task.cutoff_len=2048", "task.max_samples=null", "task.val_size=0", "trainer.per_device_batch_size=20",
                  "trainer.gradient_accumulation_steps=5", "trainer.precision=bf16", "optimizer.lr=5e-5", *LORA]
-    modes = {"padded (LLaMA-Factory defaults)": ["trainer.padding_free=false", "trainer.gradient_checkpointing=true"],
-             "padding-free": [], "padding-free (micro-batches apart)": ["trainer.merge_micro_batches=false"],
-             "packed": ["trainer.packing=true"]}
+    modes = {"padded + checkpointing (LLaMA-Factory defaults)": ["trainer.padding_free=false", "trainer.gradient_checkpointing=true",
+                                                                 "trainer.compile=false"],
+             "padding-free, micro-batches apart": ["trainer.merge_micro_batches=false", "trainer.compile=false"],
+             "padding-free merged": ["trainer.merge_micro_batches=true", "trainer.compile=false"],
+             "padding-free merged + compile": ["trainer.merge_micro_batches=true", "trainer.compile=true"],
+             "packed": ["trainer.packing=true", "trainer.compile=false"]}
     return Settings("gpu-qwen2.5-0.5b", overrides, warmup_steps=2, timed_steps=4, repeats=1, gpu=True, modes=modes)
 
 
 def dry_run_settings() -> Settings:
     """The GPU mode's model and code path with one layer, a small batch and fp32, two steps per mode, on CPU;
-    padding-free merges its micro-batches as on a GPU (trainer.merge_micro_batches=auto does not on a CPU)."""
+    padding-free merges its micro-batches as on a GPU (trainer.merge_micro_batches=auto does not on a CPU).
+    The compiled mode's padding-free attention on a CPU is sdpa's dense mask, with which micro-batches do
+    not merge (the table's fwd/step says so); on a GPU it is flex_attention, as in the other modes."""
     settings = gpu_settings()
     settings.name, settings.layers, settings.warmup_steps, settings.timed_steps = "dry-run", 1, 1, 1
     settings.overrides = [o for o in settings.overrides if not o.startswith(("trainer.per_device", "trainer.gradient_acc", "trainer.precision"))]
@@ -170,6 +180,7 @@ def time_mode(settings: Settings, overrides: list[str], work_dir: Path, profile:
     """One pass of one mode through the recipe's own Trainer; its figures."""
     import torch
 
+    from sft.compile import CompileCounts
     from sft.train import build_run
 
     steps = settings.warmup_steps + settings.timed_steps
@@ -194,6 +205,7 @@ def time_mode(settings: Settings, overrides: list[str], work_dir: Path, profile:
     losses = [record["loss"] for record in built.run_log.records if "loss" in record]
     return {
         "attention": model.config._attn_implementation,
+        "recompiles": next((c.recompiles for c in built.trainer.callback_handler.callbacks if isinstance(c, CompileCounts)), None),
         "gradient_checkpointing": bool(cfg.trainer.gradient_checkpointing),
         "liger": bool(built.trainer.args.use_liger_kernel),
         "forwards_per_step": built.trainer.args.gradient_accumulation_steps,
@@ -233,7 +245,7 @@ def run(settings: Settings, work_dir: Path, cache_dir: Path, profile: bool = Fal
     import torch
 
     (work_dir / "cache").mkdir(parents=True, exist_ok=True)
-    for name in ("models", "tokenizers"):  # the built models are shared; tokenized data is the run's own
+    for name in ("models", "tokenizers", COMPILE_CACHE):  # the built models and compiled kernels are shared; tokenized data is the run's own
         link = work_dir / "cache" / name
         (cache_dir / name).mkdir(parents=True, exist_ok=True)
         if not link.exists():
@@ -248,46 +260,61 @@ def run(settings: Settings, work_dir: Path, cache_dir: Path, profile: bool = Fal
         write_yiliao_set(work_dir / "data", rows, seed=0)
         shared += [f"model.name_or_path={model_dir}", f"task.dataset=[{DATASET_NAME}]", f"task.dataset_dir={work_dir / 'data'}"]
     settings = Settings(**{**asdict(settings), "overrides": shared})
+    device = "cuda" if torch.cuda.is_available() and not settings.name == "dry-run" else "cpu"
+    peak = matmul_peak_flops(device, torch.bfloat16 if device == "cuda" else torch.float32)
+    device_name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    report: dict[str, Any] = {"settings": asdict(settings), "device_name": device_name, "torch": torch.__version__,
+                              "matmul_peak_tflops": peak / 1e12, "modes": []}
+    print(table_header(report), flush=True)
     best: dict[str, dict[str, Any]] = {}
     for _ in range(settings.repeats):
         for name, overrides in settings.modes.items():
             result = time_mode(settings, overrides, work_dir, profile, name)
-            print(f"{name} ({result['attention']}, liger {'on' if result['liger'] else 'off'}): "
-                  f"{result['samples_per_s']:.2f} samples/s, {result['real_tokens_per_s']:.0f} real tokens/s, "
-                  f"{result['seconds']:.1f} s timed", flush=True)  # a pass's figures survive a later timeout
+            padded = next((best[mode] for mode in best if mode.startswith("padded")), result if name.startswith("padded") else None)
+            result = {"name": name, **result, "vs_padded": result["samples_per_s"] / padded["samples_per_s"] if padded else math.nan,
+                      "mfu": 4 * result["matmul_parameters"] * result["real_tokens_per_s"] / peak}
+            print(table_row(result, report), flush=True)  # a pass's figures survive a later timeout
             if name not in best or result["samples_per_s"] > best[name]["samples_per_s"]:
                 best[name] = result
-    device = "cuda" if torch.cuda.is_available() and not settings.name == "dry-run" else "cpu"
-    peak = matmul_peak_flops(device, torch.bfloat16 if device == "cuda" else torch.float32)
-    padded = next((result for name, result in best.items() if name.startswith("padded")), None)
-    results = []
-    for name, result in best.items():
-        results.append({"name": name, **result, "vs_padded": result["samples_per_s"] / padded["samples_per_s"] if padded else math.nan,
-                        "mfu": 4 * result["matmul_parameters"] * result["real_tokens_per_s"] / peak})
-    device_name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    return {"settings": asdict(settings), "device_name": device_name, "torch": torch.__version__,
-            "matmul_peak_tflops": peak / 1e12, "modes": results}
+    report["modes"] = list(best.values())
+    return report
+
+
+HEADLINE_ROWS = 436_000  # the full yiliao set
+COLUMNS = (f"{'mode':48} {'attention':15} {'ckpt':4} {'liger':5} {'fwd/step':>8} {'samples/s':>10} {'real tok/s':>11} {'vs padded':>9} "
+           f"{'MFU':>6} {'peak GiB':>8} {'436k rows x 1 epoch':>19} {'last loss':>9} {'recompiles':>10}")
+
+
+def table_header(report: dict[str, Any]) -> str:
+    settings = report["settings"]
+    return "\n".join([
+        f"{settings['name']} on {report['device_name']} (torch {report['torch']}), matmul peak "
+        f"{report['matmul_peak_tflops']:.2f} TFLOP/s; train.py's trainer, {settings['timed_steps']} optimizer steps timed "
+        f"after {settings['warmup_steps']} warm-up, best of {settings['repeats']} pass(es), modes taking turns; each row printed as it ends",
+        COLUMNS,
+    ])
+
+
+def table_row(result: dict[str, Any], report: dict[str, Any]) -> str:
+    on_gpu = not report["device_name"].startswith("CPU")
+    mfu = f"{100 * result['mfu']:5.1f}%" if on_gpu else "     -"
+    memory = f"{result['peak_memory_gib']:8.1f}" if result["peak_memory_gib"] is not None else "       -"
+    loss = f"{result['last_loss']:9.4f}" if math.isfinite(result["last_loss"]) else "        -"
+    vs_padded = f"{result['vs_padded']:8.2f}x" if math.isfinite(result["vs_padded"]) else "        -"
+    epoch = f"{HEADLINE_ROWS / result['samples_per_s'] / 60:15.0f} min"
+    recompiles = f"{result['recompiles']:10d}" if result["recompiles"] is not None else "         -"
+    return (f"{result['name']:48} {result['attention']:15} {'on' if result['gradient_checkpointing'] else 'off':4} "
+            f"{'on' if result['liger'] else 'off':5} {result['forwards_per_step']:8d} {result['samples_per_s']:10.2f} "
+            f"{result['real_tokens_per_s']:11.0f} {vs_padded} {mfu} {memory} {epoch} {loss} {recompiles}")
 
 
 def format_table(report: dict[str, Any]) -> str:
-    settings = report["settings"]
-    lines = [
-        f"{settings['name']} on {report['device_name']} (torch {report['torch']}), matmul peak "
-        f"{report['matmul_peak_tflops']:.2f} TFLOP/s; train.py's trainer, {settings['timed_steps']} optimizer steps timed "
-        f"after {settings['warmup_steps']} warm-up, best of {settings['repeats']} pass(es), modes taking turns",
-        f"{'mode':36} {'attention':15} {'ckpt':5} {'liger':5} {'fwd/step':>8} {'samples/s':>10} {'real tok/s':>11} {'vs padded':>9} {'MFU':>6} {'last loss':>9}",
-    ]
-    for result in report["modes"]:
-        mfu = f"{100 * result['mfu']:5.1f}%" if not report["device_name"].startswith("CPU") else "     -"
-        loss = f"{result['last_loss']:9.4f}" if math.isfinite(result["last_loss"]) else "        -"
-        vs_padded = f"{result['vs_padded']:8.2f}x" if math.isfinite(result["vs_padded"]) else "        -"
-        lines.append(
-            f"{result['name']:36} {result['attention']:15} {'on' if result['gradient_checkpointing'] else 'off':5} "
-            f"{'on' if result['liger'] else 'off':5} {result['forwards_per_step']:8d} {result['samples_per_s']:10.2f} {result['real_tokens_per_s']:11.0f} "
-            f"{vs_padded} {mfu} {loss}"
-        )
-    lines.append("MFU on a GPU only (a CPU's measured matmul peak says little); fwd/step: forward passes an optimizer step takes "
-                 "(trainer.merge_micro_batches); last loss: the last logged training loss")
+    lines = [table_header(report), *(table_row(result, report) for result in report["modes"])]
+    lines.append("MFU (GPU only; a CPU's measured matmul peak says little) counts 4 x the weights of every nn.Linear (LoRA's and "
+                 "lm_head included) x real tokens: the forward and the activation gradients; LoRA computes no weight gradient "
+                 "for the frozen weights, so not 6; attention's own FLOPs are not counted. fwd/step: forward passes an optimizer "
+                 "step takes (trainer.merge_micro_batches); recompiles: graphs compiled after the first step (trainer.compile); 436k rows x 1 epoch: the full yiliao set at this mode's samples/s; "
+                 "last loss: the last logged training loss")
     return "\n".join(lines)
 
 
@@ -298,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps timed per mode (default: per device)")
     parser.add_argument("--repeats", type=int, default=None, help="passes over the modes (default: per device)")
     parser.add_argument("--cache-dir", default=os.environ.get("LORASWEEP_CACHE", str(ROOT / ".cache")),
-                        help="where the built models are kept (default: $LORASWEEP_CACHE or .cache)")
+                        help="where the built models and compiled kernels are kept (default: $LORASWEEP_CACHE or .cache)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--modes", help="a comma-separated subset of the modes, e.g. padding-free,packed (default: all)")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of each mode's timed steps")
@@ -318,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.modes = {mode: o for mode, o in settings.modes.items() if any(mode.startswith(name) for name in wanted)}
     with tempfile.TemporaryDirectory(prefix="lorasweep-throughput-") as work_dir:
         report = run(settings, Path(work_dir), Path(args.cache_dir).expanduser(), args.profile)
-    print(format_table(report), flush=True)
+    print("\n" + format_table(report), flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=2)

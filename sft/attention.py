@@ -7,11 +7,16 @@ costs sum(len_i^2) like the samples run alone, where a dense block-diagonal mask
 Batches without boundaries (padded ones, generation) get plain sdpa. Importing this module registers
 it with transformers' AttentionInterface, so `attn_implementation="sdpa_varlen"` works in from_pretrained
 and in a config.
+
+DocumentMask is flex_attention's BlockMask of a padding-free row, worked out by the collator on the CPU.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -64,21 +69,76 @@ AttentionInterface.register(SDPA_VARLEN, sdpa_varlen_attention)
 AttentionMaskInterface.register(SDPA_VARLEN, sdpa_varlen_mask)
 
 
-def flex_attention_available() -> bool:
-    try:
-        from torch.nn.attention.flex_attention import create_block_mask  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def padding_free_attention(requested: str = "auto", device: torch.device | str | None = None) -> str:
+def padding_free_attention(requested: str = "auto", device: torch.device | str | None = None, compiled: bool = False) -> str:
     """The attn_implementation for padding-free batches. auto: flex_attention on a CUDA device (a
-    document BlockMask, compiled, skips the masked blocks), else sdpa_varlen. "sdpa" means the dense
-    block-diagonal mask (PaddingFreeCollator(dense_mask=True)): exact everywhere, T*T memory."""
+    document BlockMask, compiled, skips the masked blocks), else sdpa_varlen, or, when the decoder layers
+    are compiled (trainer.compile), sdpa with the dense mask: sdpa_varlen's loop over the samples would
+    recompile the layers for every batch. "sdpa" means the dense block-diagonal mask
+    (PaddingFreeCollator(dense_mask=True)): exact everywhere, T*T memory."""
     if requested not in PADDING_FREE_CHOICES:
         raise ValueError(f"unknown padding-free attention {requested!r}; choose one of {', '.join(PADDING_FREE_CHOICES)}")
     if requested != "auto":
         return requested
     on_cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
-    return "flex_attention" if on_cuda and flex_attention_available() else SDPA_VARLEN
+    if on_cuda:
+        return "flex_attention"
+    return "sdpa" if compiled else SDPA_VARLEN
+
+
+FLEX_BLOCK = 128  # flex_attention's default block size: a BlockMask says which 128 x 128 tiles hold any pair
+
+
+def document_causal(document_ids: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """flex_attention's mask_mod: a query attends to the keys of its own sample up to itself."""
+
+    def mask_mod(batch: torch.Tensor, head: torch.Tensor, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return (document_ids[query] == document_ids[key]) & (query >= key)
+
+    return mask_mod
+
+
+class DocumentMask:
+    """The BlockMask of a padding-free row [1, T] (each sample causal within itself), worked out on the CPU
+    from the collator's boundaries: which tiles are empty, full or partial follows from the first and last
+    sample of each tile, O((T / 128)^2) small ints, where create_block_mask would evaluate the mask at
+    every one of the T*T pairs. The batch carries it as its attention_mask; moving the batch to the device
+    (`to`, as the Trainer's dataloader moves every batch, non-blocking from pinned memory) gives the
+    BlockMask itself, which transformers passes to flex_attention as it is."""
+
+    def __init__(self, cu_seq_lens: torch.Tensor) -> None:
+        lengths = (cu_seq_lens[1:] - cu_seq_lens[:-1]).long()
+        self.length = int(cu_seq_lens[-1])
+        blocks = -(-self.length // FLEX_BLOCK)
+        # beyond the row, up to the last tile's end, the id -1: no token of the row attends there
+        self.document_ids = torch.full((blocks * FLEX_BLOCK,), -1, dtype=torch.int32)
+        self.document_ids[: self.length] = torch.repeat_interleave(torch.arange(len(lengths), dtype=torch.int32), lengths)
+        tiles = self.document_ids.view(blocks, FLEX_BLOCK)
+        first, last = tiles[:, 0], tiles.max(dim=1).values  # sample ids rise along the row
+        whole = (first == last) & (tiles[:, -1] >= 0)  # one sample fills the tile
+        query, key = torch.arange(blocks)[:, None], torch.arange(blocks)[None, :]
+        # an earlier tile shares a sample with a query tile only if it ends with the sample the query tile starts with
+        touching = (key == query) | ((key < query) & (last[key] == first[query]))
+        full = (key < query) & whole[key] & whole[query] & (first[key] == first[query])
+        self.tables = (*ordered(touching & ~full), *ordered(full))
+
+    def _moved(self, move: Callable[[torch.Tensor], torch.Tensor]) -> DocumentMask:
+        moved = object.__new__(DocumentMask)
+        moved.length, moved.document_ids, moved.tables = self.length, move(self.document_ids), tuple(move(t) for t in self.tables)
+        return moved
+
+    def pin_memory(self) -> DocumentMask:
+        """The DataLoader's pin_memory=True calls this, so the copy to the GPU can overlap the work before it."""
+        return self._moved(torch.Tensor.pin_memory)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> BlockMask:
+        moved = self._moved(lambda tensor: tensor.to(device, non_blocking=non_blocking))
+        return BlockMask.from_kv_blocks(*moved.tables, BLOCK_SIZE=FLEX_BLOCK, mask_mod=document_causal(moved.document_ids),
+                                        seq_lengths=(self.length, self.length))
+
+
+def ordered(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A [tiles, tiles] boolean table as BlockMask's (counts [1, 1, tiles], indices [1, 1, tiles, tiles]): per
+    query tile, how many key tiles are set and which, those first."""
+    counts = tiles.sum(dim=1).to(torch.int32)
+    indices = torch.argsort((~tiles).to(torch.int8), dim=1, stable=True).to(torch.int32)
+    return counts[None, None], indices[None, None]

@@ -42,7 +42,10 @@ class Batching:
 
 
 def batching_for(trainer_cfg: Any, attn_implementation: str, pad_token_id: int, train: datasets.Dataset, cutoff_len: int,
-                 lora_dropout: float, on_cuda: bool) -> Batching:
+                 lora_dropout: float, on_cuda: bool, compiled: bool = False) -> Batching:
+    """compiled: the decoder layers are compiled (trainer.compile). Padding-free then keeps plain LoRA dropout,
+    whose masks do not follow the padded layout: the layout changes every batch, and reading it inside a
+    compiled layer would recompile the layer every batch."""
     packing = bool(trainer_cfg.packing)
     if not (packing or bool(trainer_cfg.padding_free)):
         return Batching(PaddedCollator(pad_token_id), train, attn_implementation, 1.0)
@@ -52,12 +55,15 @@ def batching_for(trainer_cfg: Any, attn_implementation: str, pad_token_id: int, 
             f"packed batch apart; use one of {', '.join(PADDING_FREE_CHOICES)} or set trainer.padding_free=false "
             "and trainer.packing=false"
         )
-    attention = padding_free_attention(attn_implementation)
+    attention = padding_free_attention(attn_implementation, "cuda" if on_cuda else "cpu", compiled)
+    masks = {"dense_mask": attention == "sdpa", "block_mask": attention == "flex_attention"}
     if not packing:
-        layout_dropout = lora_dropout > 0 and not on_cuda
-        collator = PaddingFreeCollator(dense_mask=attention == "sdpa", padded_layout=layout_dropout)
+        layout_dropout = lora_dropout > 0 and not on_cuda and not compiled
+        if lora_dropout > 0 and not on_cuda and compiled:
+            log.info("padding-free with trainer.compile: plain LoRA dropout (the same distribution as the padded path's, other masks)")
+        collator = PaddingFreeCollator(**masks, padded_layout=layout_dropout)
         return Batching(collator, train, attention, 1.0, layout_dropout)
-    collator = PaddingFreeCollator(dense_mask=attention == "sdpa")
+    collator = PaddingFreeCollator(**masks)
     rows = pack_examples([{"input_ids": r["input_ids"], "labels": r["labels"], SAMPLE_ID_COLUMN: r[SAMPLE_ID_COLUMN]} for r in train], cutoff_len)
     return Batching(collator, datasets.Dataset.from_list(rows), attention, len(train) / len(rows))
 

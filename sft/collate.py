@@ -3,7 +3,9 @@ model batches.
 
 PaddedCollator is LLaMA-Factory's default path: right padding to the longest row of the batch.
 PaddingFreeCollator computes the same samples without pads; pack_examples is LLaMA-Factory's packing.
-Both collators' batches also say how many samples and non-pad tokens they hold, as ints, for SFTTrainer.
+Both collators' batches also say how many samples and non-pad tokens they hold, as ints, and where the loss
+reads a logit (label_targets), for SFTTrainer: everything a training step needs that depends on the batch's
+content is worked out here, on the CPU, so that the step never waits for the GPU to read a tensor back.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any, Sequence
 import torch
 from transformers import DataCollatorWithFlattening
 
+from sft.attention import DocumentMask
 from sft.stream import PACKED_IDS_COLUMN, SAMPLE_ID_COLUMN, SAMPLE_IDS_KEY
 
 IGNORE_INDEX = -100  # the label torch's cross_entropy skips (its default ignore_index)
@@ -24,6 +27,11 @@ SAMPLE_COUNT_KEY = "sample_count"
 TOKEN_COUNT_KEY = "token_count"
 PADDED_LAYOUT_KEY = "padded_layout"  # a padding-free batch's PaddedLayout, for sft.lora_dropout
 TRAINER_KEYS = (SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, PADDED_LAYOUT_KEY, SAMPLE_IDS_KEY)  # for SFTTrainer, not the model
+# Where the loss reads a logit (label_targets): SFTTrainer's compute_loss turns them into the model's logits_to_keep
+# and shift_labels, or drops them when something else computes the loss.
+LABEL_POSITIONS_KEY = "label_positions"
+NEXT_LABELS_KEY = "next_labels"
+LOSS_KEYS = (LABEL_POSITIONS_KEY, NEXT_LABELS_KEY)
 PAD_TO_MULTIPLE_OF = 8
 
 Example = dict[str, Any]
@@ -46,8 +54,23 @@ def check_examples(examples: Sequence[Example]) -> None:
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    """The batch without what the collators add for SFTTrainer (TRAINER_KEYS): what the model's forward takes."""
-    return {key: value for key, value in batch.items() if key not in TRAINER_KEYS}
+    """The batch without what the collators add for SFTTrainer (TRAINER_KEYS, LOSS_KEYS): what the model's forward takes."""
+    return {key: value for key, value in batch.items() if key not in TRAINER_KEYS and key not in LOSS_KEYS}
+
+
+def label_targets(labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A batch's LOSS_KEYS, worked out here on the CPU: for each row, the positions whose next token is a label
+    (labels shifted by one, as the model's loss shifts them) and those next-token labels, as [rows, most labels
+    of a row] tensors; shorter rows repeat position 0 with label IGNORE_INDEX, which the loss skips. Their size
+    is set here, so the training step selects the logits by index without waiting for a GPU to count them."""
+    next_labels = torch.nn.functional.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
+    keep = next_labels != IGNORE_INDEX
+    counts = keep.sum(dim=1)
+    width = int(counts.max()) if labels.numel() else 0
+    kept_first = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
+    real = torch.arange(width) < counts[:, None]
+    return {LABEL_POSITIONS_KEY: torch.where(real, kept_first, 0),
+            NEXT_LABELS_KEY: torch.where(real, next_labels.gather(1, kept_first), IGNORE_INDEX)}
 
 
 def batch_counts(lengths: Sequence[int]) -> dict[str, int]:
@@ -108,7 +131,7 @@ class PaddedCollator:
             input_ids[row, :length] = torch.as_tensor(example["input_ids"], dtype=torch.long)
             labels[row, :length] = torch.as_tensor(example["labels"], dtype=torch.long)
             attention_mask[row, :length] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **batch_counts(lengths)}
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **label_targets(labels), **batch_counts(lengths)}
 
 
 class PaddingFreeCollator:
@@ -123,14 +146,20 @@ class PaddingFreeCollator:
 
     dense_mask=True adds an explicit [1, 1, T, T] boolean block-diagonal causal mask: exact with plain
     "sdpa" whatever the model's settings, at T*T memory; the fallback when the others are unavailable.
+    block_mask=True adds the same mask as flex_attention's BlockMask (sft.attention.DocumentMask), built here
+    on the CPU from the boundaries and moved to the device with the batch: built once per batch, with no read
+    of a device tensor, where transformers would rebuild it from the position ids in every forward pass.
 
     padded_layout=True adds the PaddedLayout of PaddedCollator's batch of the same examples
     (PADDED_LAYOUT_KEY), so that LoRA dropout can draw the padded batch's masks (sft.lora_dropout).
     Packed rows have no padded batch to mirror and are refused then.
     """
 
-    def __init__(self, dense_mask: bool = False, padded_layout: bool = False) -> None:
+    def __init__(self, dense_mask: bool = False, padded_layout: bool = False, block_mask: bool = False) -> None:
+        if dense_mask and block_mask:
+            raise ValueError("PaddingFreeCollator takes dense_mask (for sdpa) or block_mask (for flex_attention), not both")
         self.dense_mask = dense_mask
+        self.block_mask = block_mask
         self.padded_layout = padded_layout
         self.flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX, return_flash_attn_kwargs=True)
 
@@ -140,6 +169,9 @@ class PaddingFreeCollator:
         batch = self.flatten(samples, return_tensors="pt")
         if self.dense_mask:
             batch["attention_mask"] = block_causal_mask(batch["cu_seq_lens_q"])
+        elif self.block_mask:
+            batch["attention_mask"] = DocumentMask(batch["cu_seq_lens_q"])
+        batch.update(label_targets(batch["labels"]))
         # transformers reads document boundaries from position_ids only when no KV cache is built
         batch["use_cache"] = False
         batch.update(batch_counts([len(sample["input_ids"]) for sample in samples]))

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 BUILTIN_MODELS = ("builtin:tiny-qwen2",)
 BUILTIN_TOKENIZERS = ("builtin:tiny-qwen2", "builtin:qwen2.5-tokenizer")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+LORA_DTYPES = ("fp32", "compute")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -105,22 +106,29 @@ def load_tokenizer(model_cfg: Any, cache_dir: str | Path) -> Any:
 def load_model(
     model_cfg: Any, lora_cfg: Any, precision: str, cache_dir: str | Path, gradient_checkpointing: bool, attn_implementation: str = "auto"
 ) -> Any:
-    """The base model in its compute dtype with LoRA adapters; trainable (LoRA) weights kept in fp32.
+    """The base model in its compute dtype with LoRA adapters, their weights in lora.dtype: fp32 (as
+    LLaMA-Factory keeps them; under bf16 autocast every LoRA matmul then casts its input and weights) or
+    compute (the model's dtype: no casts, bf16 optimizer updates).
 
     attn_implementation: "auto" (transformers' choice) or a name, e.g. the padding-free one that
     sft.batching chose."""
     from peft import get_peft_model
 
+    adapter_dtype = lora_cfg.get("dtype", "fp32")
+    if adapter_dtype not in LORA_DTYPES:
+        raise ConfigError(f"lora.dtype={adapter_dtype!r}: choose fp32 (LLaMA-Factory's adapters) or compute (the model's dtype)")
     model = load_base_model(model_cfg, precision, cache_dir, attn_implementation)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.config.use_cache = False
     with peft_quiet():
-        model = get_peft_model(model, lora_config(lora_cfg))
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            parameter.data = parameter.data.to(torch.float32)
+        # peft creates the adapters in the base layer's dtype and, with autocast_adapter_dtype, raises bf16/fp16 ones to fp32
+        model = get_peft_model(model, lora_config(lora_cfg), autocast_adapter_dtype=adapter_dtype == "fp32")
+    if adapter_dtype == "fp32":
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.to(torch.float32)
     return model
 
 

@@ -12,7 +12,8 @@ import torch
 from transformers import Trainer
 
 from sft.callbacks import SeenCounter
-from sft.collate import IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, model_inputs
+from sft.collate import (IGNORE_INDEX, LABEL_POSITIONS_KEY, NEXT_LABELS_KEY, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY,
+                          TRAINER_KEYS, model_inputs)
 from sft.lora_dropout import LayoutSlot
 from sft.stream import SAMPLE_IDS_KEY, StreamSampler
 
@@ -23,14 +24,11 @@ def count_batch(inputs: dict[str, Any]) -> tuple[int, int]:
     return inputs[SAMPLE_COUNT_KEY], inputs[TOKEN_COUNT_KEY]
 
 
-def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the loss reads a logit: a [batch, length] boolean mask of the positions whose next token is a
-    label (labels shifted by one, as the model's loss shifts them), and those next-token labels in order.
-    Selecting by the mask waits for a GPU holding the labels (the count of kept positions sets the size), as
-    transformers' own selection of the hidden states by the same mask does inside the forward."""
-    next_labels = torch.nn.functional.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
-    keep = next_labels != IGNORE_INDEX
-    return keep, next_labels[keep]
+def loss_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The model's inputs for a training loss read at the label positions only: the collator's label positions
+    (sft.collate.label_targets) as logits_to_keep, an index whose size the CPU set, and its next-token labels
+    as shift_labels. Nothing here reads a tensor, so the step queues its work on a GPU without waiting."""
+    return {**model_inputs(inputs), "logits_to_keep": inputs[LABEL_POSITIONS_KEY], "shift_labels": inputs[NEXT_LABELS_KEY]}
 
 
 class SFTTrainer(Trainer):
@@ -65,7 +63,7 @@ class SFTTrainer(Trainer):
         self.counter.samples += samples
         self.counter.tokens += tokens
         layout = inputs.get(PADDED_LAYOUT_KEY)
-        inputs = model_inputs(inputs)
+        inputs = {key: value for key, value in inputs.items() if key not in TRAINER_KEYS}  # compute_loss reads the label positions
         if self.layout_slot is None:
             return super().training_step(model, inputs, num_items_in_batch)
         with self.layout_slot.holding(layout):
@@ -75,9 +73,10 @@ class SFTTrainer(Trainer):
         """The Trainer's loss, with the vocabulary projection and the cross-entropy run on the label positions
         only. The loss is the same sum over the same positions (prompt and pad positions carry no label);
         the skipped logits cost most of a small model's step, as only ~20% of a chat row's tokens are labels."""
-        if self.logits_at_labels_only and model.training and not return_outputs and "labels" in inputs:
-            keep, next_labels = label_positions(inputs["labels"])
-            inputs = {**inputs, "logits_to_keep": keep, "shift_labels": next_labels}
+        if self.logits_at_labels_only and model.training and not return_outputs and LABEL_POSITIONS_KEY in inputs:
+            inputs = loss_inputs(inputs)
+        else:
+            inputs = model_inputs(inputs)
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:

@@ -6,7 +6,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from sft.attention import SDPA_VARLEN, padding_free_attention
-from sft.collate import (IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, PaddedCollator, PaddingFreeCollator,
+from sft.collate import (IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, TRAINER_KEYS, PaddedCollator, PaddingFreeCollator,
                           model_inputs, pack_examples)
 from sft.lora_dropout import PaddedLayoutDropout, use_padded_layout_dropout
 
@@ -147,7 +147,7 @@ def test_trainer_loss_on_label_logits_only_matches_the_full_loss_and_gradients(t
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=True)
     trainer = SFTTrainer(model=model, args=args, counter=SeenCounter(), stream=StreamSampler(1, 1, 0, False))
     assert trainer.logits_at_labels_only
-    batch = model_inputs(collator(make_examples(LENGTHS)))
+    batch = {key: value for key, value in collator(make_examples(LENGTHS)).items() if key not in TRAINER_KEYS}
     items = int((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
     losses, gradients = [], []
     for label_logits_only in (False, True):
