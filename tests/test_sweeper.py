@@ -21,11 +21,12 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from runs.storage import mask_password, open_storage
 from sweeper.devices import plan_devices
+from sweeper.recovery import abandon, budget_trials, requeue_trials_ended_by_scheduler
 from sweeper.search_space import SearchSpaceError, build_search_space
 from sweeper.submitit_jobs import timeout_rule_warnings
 
@@ -67,9 +68,9 @@ def load(tmp_path: Path, name: str = "lorasweep", storage: str | None = None) ->
 
 
 def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The trials that count towards n_trials: all but those replaced by a re-run."""
+    """The trials that count towards n_trials: all but those replaced by a re-run, at any depth."""
     trials = study.get_trials()
-    replaced = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
+    replaced = {number for t in trials for number in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     return [t for t in trials if t.number not in replaced]
 
 
@@ -417,10 +418,45 @@ def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_pat
     assert len(budget) == 4 and all(t.state == TrialState.COMPLETE for t in budget)
     killed = study.trials[killed_number]
     assert killed.state == TrialState.FAIL and "stopped" in killed.user_attrs["reason"]
-    rerun = [t for t in budget if RetryFailedTrialCallback.retried_trial_number(t) == killed_number]
+    rerun = [t for t in budget if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed_number]
     assert len(rerun) == 1 and rerun[0].params == killed.params
     completed_params = [t.params["x"] for t in budget]
     assert len(set(completed_params)) == 4  # nothing completed twice
+
+
+@pytest.mark.slow
+def test_kills_of_first_runs_reruns_and_reruns_of_reruns_still_end_with_exactly_n_trials_finished(tmp_path):
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "sleep_s=0.25", "hydra/sweeper/lorasweep_pruner=none")
+    # a first run (0), its re-run (1), the re-run's re-run (2), then a first run of the sampler's (4)
+    killed = [kill_during_a_trial(tmp_path, sweep(tmp_path, *command, wait=False), min_number=n).number
+              for n in (0, 1, 2, 4)]
+    assert killed == [0, 1, 2, 4]
+    result = sweep(tmp_path, *command)
+    assert "3 of 3 trials done" not in result.stderr  # the resume found 1 done, not a miscount
+    trials = load(tmp_path).get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3 and finished == counted(load(tmp_path))
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == killed
+    assert RetryHeartbeatStaleTrialCallback.retry_history(trials[3]) == [0, 1, 2]
+    assert trials[3].params == trials[0].params and trials[3].state == TrialState.COMPLETE
+
+
+def test_a_chain_of_reruns_counts_once_and_a_scheduler_ended_rerun_is_queued_once():
+    study = optuna.create_study()
+    study.ask({"x": FloatDistribution(0.0, 1.0)})
+    abandon(study, study.get_trials()[0], "its sweep process stopped")
+    abandon(study, study.get_trials()[study.ask().number], "its sweep process stopped")
+    rerun = study.ask()
+    rerun.set_user_attr("ended_by_scheduler", True)
+    study.tell(rerun, state=TrialState.FAIL)
+    assert [t.number for t in budget_trials(study)] == [2]  # a finished FAIL: it counts until requeued
+    for _ in range(2):  # two later sweep commands: one re-run only
+        requeue_trials_ended_by_scheduler(study)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3 + [TrialState.WAITING]
+    assert [RetryHeartbeatStaleTrialCallback.retry_history(t) for t in trials] == [[], [0], [0, 1], [0, 1, 2]]
+    assert [t.number for t in budget_trials(study)] == [3]
+    assert trials[3].params == trials[0].params
 
 
 @pytest.mark.slow
