@@ -53,7 +53,8 @@ from sweeper.storage import STORAGE_ENV, TRIAL_ENV, resolve_storage_url
 log = logging.getLogger(__name__)
 
 REPORTER_TARGET = "sweeper.reporter.TrialReporter"
-WAIT_FOR_OTHERS_S = 2.0  # poll interval while other processes finish the study's last trials
+WAIT_FOR_OTHERS_S = 2.0
+DIRECTIONS = ("minimize", "maximize")  # poll interval while other processes finish the study's last trials
 
 
 class StudyLoop:
@@ -83,18 +84,24 @@ class StudyLoop:
     ) -> None:
         for name, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("repeats", repeats)):
             if value < 1:
-                raise ValueError(f"hydra.sweeper.{name} must be >= 1, got {value}")
+                raise SweepError(f"hydra.sweeper.{name}={value}: it must be 1 or more")
         if not 0.0 <= max_failure_rate <= 1.0:
-            raise ValueError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate}")
+            raise SweepError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: it must be in [0, 1]")
         if lease_grace_s <= 0:
-            raise ValueError(f"hydra.sweeper.lease_grace_s must be > 0, got {lease_grace_s}")
+            raise SweepError(f"hydra.sweeper.lease_grace_s={lease_grace_s}: it must be > 0 (seconds)")
+        several = OmegaConf.is_list(direction) or isinstance(direction, (list, tuple))
+        self.directions = [str(d) for d in direction] if several else [str(direction)]
+        unknown = [d for d in self.directions if d.lower() not in DIRECTIONS]
+        if unknown or not self.directions:
+            raise SweepError(
+                f"hydra.sweeper.direction={direction}: each direction must be one of {', '.join(DIRECTIONS)} "
+                "(a list of them for a multi-objective study)"
+            )
         self.sampler_conf = sampler
         self.pruner_conf = pruner
         self.study_name = study_name
         self.storage = storage
         self.storage_dir = storage_dir
-        several = OmegaConf.is_list(direction) or isinstance(direction, (list, tuple))
-        self.directions = [str(d) for d in direction] if several else [str(direction)]
         self.n_trials = n_trials
         self.n_jobs = n_jobs
         self.max_failure_rate = max_failure_rate
@@ -138,6 +145,9 @@ class StudyLoop:
             requeue_trials_ended_by_scheduler(study)
         try:
             self._run(study, space, extender, devices, url)
+        except BaseException as error:
+            self._end_own_trials(study, error)
+            raise
         finally:
             paths = write_outputs(study, str(self.config.hydra.sweep.dir))
             log.info(f"Sweep outputs: {', '.join(str(path) for path in paths.values() if path.exists())}")
@@ -277,13 +287,8 @@ class StudyLoop:
         for index, (trial, _) in enumerate(batch):
             numbered = range(index * self.repeats, (index + 1) * self.repeats)
             trial.set_user_attr(attrs.RUN_DIRS, [planned_run_dir(sweep_dir, jobs[n], self.job_idx + n) for n in numbered])
-        try:
-            with LeaseKeeper(study, [trial._trial_id for trial, _ in batch], self.lease_grace_s):
-                returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
-        except KeyboardInterrupt:
-            for trial, _ in batch:
-                abandon(study, study.get_trials(deepcopy=False)[trial.number], "interrupted (Ctrl-C)")
-            raise
+        with LeaseKeeper(study, [trial._trial_id for trial, _ in batch], self.lease_grace_s):
+            returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
         self.job_idx += len(jobs)
         for index, (trial, overrides) in enumerate(batch):
             returned = returns[index * self.repeats : (index + 1) * self.repeats]
@@ -291,6 +296,31 @@ class StudyLoop:
             record_outcome(study, trial._trial_id, outcome)
             tell(study, trial, outcome.state, outcome.values)
             self._print_progress(study, space, trial, overrides)
+
+    def _end_own_trials(self, study: optuna.Study, error: BaseException) -> None:
+        """No trial of this process stays RUNNING when the sweep stops on an error: each ends FAIL with
+        the reason and is queued again. Except after Ctrl-C under a launcher whose jobs outlive this
+        process (submitit): those jobs go on, their trials stay RUNNING, and the same command adopts
+        each one whose jobs finished by then (sweeper.recovery) and runs the others again."""
+        own = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if t.user_attrs.get(attrs.PROCESS) == self.process]
+        if not own:
+            return
+        numbers = ", ".join(str(t.number) for t in own)
+        if isinstance(error, KeyboardInterrupt) and getattr(self.launcher, "jobs_outlive_the_sweep", False):
+            log.warning(
+                f"Interrupted: the jobs of trial(s) {numbers} go on running. The same command adopts each trial "
+                f"whose jobs have finished by then and runs the others again; cancel the jobs (scancel) to stop them now"
+            )
+            return
+        if isinstance(error, KeyboardInterrupt):
+            reason = "interrupted (Ctrl-C)"
+        else:
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            reason = f"the sweep stopped on {type(error).__name__}: {first_line}"
+        for trial in own:
+            abandon(study, trial, f"{reason}; its parameters were queued again")
+        log.warning(f"Trial(s) {numbers}: {reason}: FAIL, and queued again for the next sweep command")
 
     def _settled_by_twin(self, study: optuna.Study, space: SearchSpace, trial: Trial, overrides: list[str]) -> bool:
         twin = finished_twin(study, overrides, trial.number)
