@@ -371,6 +371,22 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_message(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_error_after_a_trial_started_leaves_it_failed_with_the_reason_not_running(tmp_path):
+    (tmp_path / "breaks.py").write_text(
+        "def space(cfg, trial):\n"
+        "    if trial.number == 1:\n"
+        "        raise RuntimeError('the extender broke')\n"
+    )
+    result = sweep(tmp_path, X, "hydra.sweeper.n_trials=3", "hydra.sweeper.custom_search_space=breaks.space",
+                   check=False, extra_env={"PYTHONPATH": f"{ROOT}:{tmp_path}"})
+    assert result.returncode == 1 and "the extender broke" in result.stderr
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs["reason"] == (
+        "the sweep stopped on RuntimeError: the extender broke; its parameters were queued again")
+
+
+@pytest.mark.slow
 def test_repeats_run_each_parameter_set_with_several_seeds(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=2",
           "hydra.sweeper.seed_key=seed")
