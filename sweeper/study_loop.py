@@ -14,7 +14,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -30,6 +31,7 @@ from runs import attrs
 from runs.storage import StorageError, mask_password, process_storage, storage_lock
 from sweeper import preflight
 from sweeper.ablation import enqueue_ablations
+from sweeper.data_binding import bind_to_data, composed_data
 from sweeper.devices import plan_devices, visible_gpus
 from sweeper.errors import SweepError, SweepStopped
 from sweeper.no_repeats import claim_stream, finished_twin, stream_seed
@@ -134,9 +136,10 @@ class StudyLoop:
         devices = plan_devices(
             str(self.config.hydra.launcher._target_), visible_gpus(self.gpus), self.n_jobs * self.repeats
         )
+        data = composed_data(self.config)
         url = resolve_storage_url(self.storage, self.storage_dir, self.study_name)
         os.environ[STORAGE_ENV] = url  # jobs' reporters (and joblib/submitit workers) inherit it
-        study = self._open_study(url, space)
+        study = self._open_study(url, space, data)
         unit = OmegaConf.select(self.config, "smoothing.unit")
         if unit is not None:
             study.set_user_attr(attrs.UNIT, str(unit))
@@ -154,7 +157,7 @@ class StudyLoop:
 
     # --- setting up ------------------------------------------------------------------------------------
 
-    def _open_study(self, url: str, space: SearchSpace) -> optuna.Study:
+    def _open_study(self, url: str, space: SearchSpace, data: dict[str, Any] | None) -> optuna.Study:
         sampler_conf = OmegaConf.to_container(self.sampler_conf, resolve=True)
         preflight.check_sampler_package(sampler_conf["_target_"])
         if sampler_conf["_target_"].endswith("GridSampler") and not sampler_conf.get("search_space"):
@@ -164,7 +167,7 @@ class StudyLoop:
             storage = process_storage(url)
         except StorageError as error:
             raise SweepError(f"hydra.sweeper.storage: {error}") from None
-        with storage_lock(url, self.study_name):
+        with storage_lock(url, self.study_name), _quiet_optuna():  # the sweep says itself what it found (below)
             study = optuna.create_study(
                 study_name=self.study_name,
                 storage=storage,
@@ -172,6 +175,7 @@ class StudyLoop:
                 directions=self.directions,
                 load_if_exists=True,
             )
+            bind_to_data(study, data, url)  # before the stream is claimed: a refused sweep leaves the study as it was
             stream = claim_stream(study)
         sampler_conf["seed"] = stream_seed(sampler_conf.get("seed"), stream)
         sampler = instantiate(sampler_conf)
@@ -348,6 +352,17 @@ class StudyLoop:
                 f"max_failure_rate={self.max_failure_rate} allows; the sweep stopped. Last reasons: {reasons}. "
                 f"Fix the cause (see each run dir's result.json), or raise hydra.sweeper.max_failure_rate"
             )
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna's info lines off (they go to stderr, where a refusal must stand alone)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _suggest_one(trial: Trial, name: str, distribution: BaseDistribution) -> None:

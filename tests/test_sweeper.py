@@ -387,6 +387,43 @@ def test_an_error_after_a_trial_started_leaves_it_failed_with_the_reason_not_run
 
 
 @pytest.mark.slow
+def test_a_study_is_bound_to_its_data_and_a_sweep_on_other_data_is_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset_info.json").write_text(json.dumps({"a": {"file_name": "a.json"}, "b": {"file_name": "b.json"}}))
+    (data / "a.json").write_text('[{"instruction": "1", "output": "2"}]')
+    (data / "b.json").write_text('[{"instruction": "3", "output": "4"}]')
+    common = (X, "hydra.sweeper.n_trials=1", f"+task.dataset_dir={data}", "+task.data_seed=0")
+    sweep(tmp_path, *common, "+task.dataset=[a]")
+
+    other = sweep(tmp_path, *common, "+task.dataset=[b]", check=False)
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    assert (f"study 'lorasweep' in sqlite:///{tmp_path}/sweeps/lorasweep.db was made for other data than this sweep "
+            "composes: task.dataset is ['a'] in the study, ['b'] now. Start a study for this data "
+            "(hydra.sweeper.study_name=lorasweep-") in other.stderr
+    (data / "a.json").write_text('[{"instruction": "1", "output": "changed"}]')
+    edited = sweep(tmp_path, *common, "+task.dataset=[a]", check=False)
+    assert edited.returncode == 2 and "dataset 'a' changed (its dataset_info.json entry or files: " in edited.stderr
+    assert len(load(tmp_path).get_trials()) == 1  # refused before any trial
+
+    name = re.search(r"study_name=(\S+)\)", other.stderr).group(1)
+    sweep(tmp_path, *common, "+task.dataset=[b]", f"hydra.sweeper.study_name={name}")  # the fix it names
+    assert [t.state for t in load(tmp_path, name).get_trials()] == [TrialState.COMPLETE]
+    assert load(tmp_path, name).user_attrs["data"]["task"]["dataset"] == ["b"]
+
+
+def test_train_configs_on_other_data_compose_other_data_and_the_same_data_the_same():
+    from conftest import compose_train
+    from sweeper.data_binding import composed_data, differences
+
+    demo = composed_data(compose_train(["experiment=quickstart"]))
+    assert composed_data(compose_train(["experiment=quickstart", "optimizer.lr=1e-3"])) == demo
+    cate = composed_data(compose_train(["experiment=quickstart", "task.dataset=[demo_cate]"]))
+    assert differences(demo, cate) == ["task.dataset is ['demo_yiliao'] in the study, ['demo_cate'] now"]
+    assert set(demo["contents"]) == {"demo_yiliao"} and demo["tokenizer"] == "builtin:tiny-qwen2"
+
+
+@pytest.mark.slow
 def test_repeats_run_each_parameter_set_with_several_seeds(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=2",
           "hydra.sweeper.seed_key=seed")
