@@ -6,7 +6,9 @@ most n_jobs more (queued trials first: the ablation, retries), then launch them 
 Optuna how each ended. n_trials is a total for the study, so a second process, or the same command
 after a crash, only runs what is missing. Trials whose process died do not count; their re-run does.
 Checks before the study is touched are in sweeper.preflight, the ablation queue in sweeper.ablation,
-the recovery of abandoned trials in sweeper.recovery.
+the recovery of abandoned trials in sweeper.recovery, the study's binding to its data in
+sweeper.data_binding. A sweep that stops on an error leaves none of its trials RUNNING, except after
+Ctrl-C under submitit, whose jobs run on for the next sweep command to adopt.
 """
 from __future__ import annotations
 
@@ -55,8 +57,8 @@ from sweeper.storage import STORAGE_ENV, TRIAL_ENV, resolve_storage_url
 log = logging.getLogger(__name__)
 
 REPORTER_TARGET = "sweeper.reporter.TrialReporter"
-WAIT_FOR_OTHERS_S = 2.0
-DIRECTIONS = ("minimize", "maximize")  # poll interval while other processes finish the study's last trials
+WAIT_FOR_OTHERS_S = 2.0  # poll interval while other processes finish the study's last trials
+DIRECTIONS = ("minimize", "maximize")
 
 
 class StudyLoop:
@@ -317,8 +319,8 @@ class StudyLoop:
                 f"whose jobs have finished by then and runs the others again; cancel the jobs (scancel) to stop them now"
             )
             return
-        if isinstance(error, KeyboardInterrupt):
-            reason = "interrupted (Ctrl-C)"
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as the recipe raises it (a worker's scancel)
+            reason = str(error) or "interrupted (Ctrl-C)"
         else:
             first_line = str(error).splitlines()[0] if str(error) else ""
             reason = f"the sweep stopped on {type(error).__name__}: {first_line}"
