@@ -20,3 +20,4 @@ LEASE = "lease_renewed_at"  # when the owning sweep process last renewed its lea
 
 # a study's user attrs
 UNIT = "unit"  # what intermediate steps count (samples or tokens)
+DATA = "data"  # the data the study's trials train on (sweeper.data_binding): a later sweep must compose the same

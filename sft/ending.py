@@ -12,12 +12,14 @@ from typing import Any
 
 from runs.files import RESULT_FILE
 from runs.result import write_result
+from runs.trial import TrialEnded
 from sft.errors import TrainingFailed
 
 log = logging.getLogger(__name__)
 
 # what a run refuses or fails with, in words the user can act on: printed as one line, no traceback
-USER_ERRORS = (ValueError, TrainingFailed, OSError)
+# (TrialEnded: a sweep ended the run's trial under it)
+USER_ERRORS = (ValueError, TrainingFailed, OSError, TrialEnded)
 
 
 class Interrupted(KeyboardInterrupt):

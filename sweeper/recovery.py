@@ -1,5 +1,7 @@
 """Trials whose sweep process is gone: they end FAIL with the reason, their parameters are queued
-again, and only the re-run counts towards n_trials.
+again, and only the re-run counts towards n_trials. A re-run that dies is replaced in turn: Optuna's
+retry callback records the whole chain in the re-run (`retry_history`: the original, then each re-run
+before it), so every trial of a chain but its last is left out of the count.
 
 A RUNNING trial is held by a lease that its sweep process renews (a timestamp in the trial, in the
 storage, so the rule holds whatever host the process runs on and for every storage, the journal file
@@ -8,6 +10,7 @@ trial nobody ever renewed (its process died right after asking for it) expires f
 On the same host a dead owner is seen at once (its pid is gone)."""
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -18,7 +21,7 @@ from types import TracebackType
 
 import optuna
 from optuna.samplers import GridSampler
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from runs import attrs
@@ -29,13 +32,19 @@ log = logging.getLogger(__name__)
 
 
 def budget_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The trials that count towards n_trials: all but those that were queued again after their
-    sweep process died (their re-run counts instead)."""
+    """The trials that count towards n_trials: all but those that a re-run replaced (their sweep process
+    died, or SLURM ended their job), through the whole chain of re-runs."""
     trials = study.get_trials(deepcopy=False)
+    replaced = replaced_trials(trials)
+    return [t for t in trials if t.number not in replaced]
+
+
+def replaced_trials(trials: list[FrozenTrial]) -> set[int]:
+    """The numbers of the trials that were queued again: every number in some trial's retry_history (a
+    re-run of a re-run names both the original and the re-run it replaces)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        replaced = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
-    return [t for t in trials if t.number not in replaced]
+        return {number for trial in trials for number in RetryHeartbeatStaleTrialCallback.retry_history(trial)}
 
 
 def fail_trials_of_dead_processes(study: optuna.Study, process: str, grace_s: float) -> None:
@@ -129,23 +138,31 @@ def record_outcome(study: optuna.Study, trial_id: int, outcome: TrialOutcome) ->
 def requeue_trials_ended_by_scheduler(study: optuna.Study) -> None:
     """Trials whose job SLURM ended (scancel, a time limit, a node failure) failed through no fault of
     their parameters: a new sweep command queues each again once, and the re-run counts instead."""
-    trials = study.get_trials(deepcopy=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
-    for trial in trials:
-        if trial.state == TrialState.FAIL and trial.user_attrs.get(attrs.ENDED_BY_SCHEDULER) and trial.number not in retried:
+    for trial in budget_trials(study):
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(attrs.ENDED_BY_SCHEDULER):
             log.info(f"Trial {trial.number} was ended by SLURM ({trial.user_attrs.get(attrs.REASON)}): run again")
-            RetryFailedTrialCallback()(study, trial)
+            requeue(study, trial)
 
 
 def abandon(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
-    """FAIL with `reason`, and the same parameters queued again."""
+    """FAIL with `reason`, and the same parameters queued again. The re-run is queued before the FAIL
+    is told, and only once: a process that dies in between leaves the trial RUNNING, and the next
+    process that abandons it finds its re-run already queued."""
     # the trial may belong to another (dead) process: write through the storage, not a Trial object,
     # whose construction would run the sampler's before_trial
     study._storage.set_trial_user_attr(trial._trial_id, attrs.REASON, reason)
+    requeue(study, study.get_trials(deepcopy=False)[trial.number])
     tell(study, trial.number, TrialState.FAIL, None)
-    RetryFailedTrialCallback()(study, study.get_trials(deepcopy=False)[trial.number])
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """A WAITING copy of `trial` (its parameters and user attrs) whose retry_history extends the
+    trial's, unless one was queued already."""
+    if trial.number in replaced_trials(study.get_trials(deepcopy=False)):
+        return
+    # a copy: the callback appends to the trial's own retry_history list, which deepcopy=False shares
+    # with the storage's in-memory state
+    RetryHeartbeatStaleTrialCallback()(study, copy.deepcopy(trial))
 
 
 def tell(study: optuna.Study, trial: Trial | int, state: TrialState, values: list[float] | None) -> None:

@@ -3,13 +3,17 @@
 train.py builds it with `hydra.utils.instantiate(cfg.trial)` from the node the sweeper put in the job's
 environment (sweeper.storage.TRIAL_ENV); it works the same in the sweeper's process (basic launcher) and
 in a worker (joblib, submitit), because it reaches the trial through the storage rather than through memory.
+A job that outlived its sweep process may find its trial ended under it (failed by the next sweep
+process, and queued again): it stops with runs.trial.TrialEnded, which training records in result.json.
 """
 from __future__ import annotations
 
 import optuna
 from optuna.pruners import BasePruner, NopPruner
 
+from runs import attrs
 from runs.storage import process_storage
+from runs.trial import TrialEnded
 from sweeper.storage import storage_url_from_env
 
 
@@ -35,8 +39,24 @@ class TrialReporter:
         self._report_values = report_values
 
     def report(self, value: float, step: int) -> None:
-        if self._report_values:
+        """Stops the run (TrialEnded) when the trial was ended under this job: a repeat that reports no
+        values asks the storage for the trial's state instead."""
+        if not self._report_values:
+            self._check_running()
+            return
+        try:
             self._trial.report(float(value), int(step))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._check_running()
+            raise
+
+    def _check_running(self) -> None:
+        trial = self._trial.study._storage.get_trial(self._trial._trial_id)
+        if trial.state.is_finished():
+            raise TrialEnded(
+                f"trial {trial.number} was ended ({trial.state.name}) while this job ran: "
+                f"{trial.user_attrs.get(attrs.REASON) or 'by another sweep process'}; this run stopped"
+            )
 
     def should_prune(self) -> bool:
         return self._trial.should_prune()

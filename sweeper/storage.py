@@ -10,7 +10,8 @@ import os
 import re
 from pathlib import Path
 
-from runs.storage import JOURNAL_PREFIX, SQLITE_PREFIX, STORAGE_ENV, storage_file
+from runs.storage import JOURNAL_PREFIX, SQLITE_PREFIX, STORAGE_ENV, StorageError, as_url, mask_password, storage_file
+from sweeper.errors import SweepError
 
 # a job's reporter node (Hydra override syntax), set per job with hydra.job.env_set and read by the
 # config's `trial: ${oc.decode:${oc.env:LORASWEEP_TRIAL,null}}`: Hydra's launchers echo every job
@@ -22,20 +23,35 @@ def default_storage_url(storage_dir: str, study_name: str) -> str:
     """sqlite:///<storage_dir>/<study_name>.db: a stable path, outside the timestamped sweep dir, so the
     same command finds the same study again."""
     safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name)
-    path = Path(storage_dir).resolve() / f"{safe_name}.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"{SQLITE_PREFIX}{path}"
+    return f"{SQLITE_PREFIX}{Path(storage_dir).resolve() / f'{safe_name}.db'}"
 
 
 def resolve_storage_url(storage: str | None, storage_dir: str, study_name: str) -> str:
-    """The configured URL with file paths made absolute (jobs may run elsewhere), or the default."""
-    if not storage:
-        return default_storage_url(storage_dir, study_name)
-    file = storage_file(storage)
+    """The configured URL with file paths made absolute (jobs may run elsewhere), or the default; for a
+    file storage, its directory made, or refused in one line when it cannot be made or written."""
+    try:
+        url = as_url(storage) if storage else default_storage_url(storage_dir, study_name)
+    except StorageError as error:
+        raise SweepError(f"hydra.sweeper.storage: {error}") from None
+    file = storage_file(url)
     if file is None:
-        return storage
-    prefix = JOURNAL_PREFIX if storage.startswith(JOURNAL_PREFIX) else SQLITE_PREFIX
-    return f"{prefix}{file.resolve()}"
+        return url
+    file = file.resolve()
+    setting = "hydra.sweeper.storage" if storage else "hydra.sweeper.storage_dir"
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SweepError(
+            f"{setting}: cannot create the directory {file.parent} for the study {mask_password(url)} "
+            f"({error.strerror or error}); give a path that can be created and written"
+        ) from None
+    if not os.access(file.parent, os.W_OK | os.X_OK) or (file.exists() and not os.access(file, os.W_OK)):
+        raise SweepError(
+            f"{setting}: {file if file.exists() else file.parent} is not writable, so the study "
+            f"{mask_password(url)} cannot be written there; give a writable path"
+        )
+    prefix = JOURNAL_PREFIX if url.startswith(JOURNAL_PREFIX) else SQLITE_PREFIX
+    return f"{prefix}{file}"
 
 
 def storage_url_from_env() -> str:

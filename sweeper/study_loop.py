@@ -6,7 +6,9 @@ most n_jobs more (queued trials first: the ablation, retries), then launch them 
 Optuna how each ended. n_trials is a total for the study, so a second process, or the same command
 after a crash, only runs what is missing. Trials whose process died do not count; their re-run does.
 Checks before the study is touched are in sweeper.preflight, the ablation queue in sweeper.ablation,
-the recovery of abandoned trials in sweeper.recovery.
+the recovery of abandoned trials in sweeper.recovery, the study's binding to its data in
+sweeper.data_binding. A sweep that stops on an error leaves none of its trials RUNNING, except after
+Ctrl-C under submitit, whose jobs run on for the next sweep command to adopt.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -30,6 +33,7 @@ from runs import attrs
 from runs.storage import StorageError, mask_password, process_storage, storage_lock
 from sweeper import preflight
 from sweeper.ablation import enqueue_ablations
+from sweeper.data_binding import bind_to_data, composed_data
 from sweeper.devices import check_memory_fits, describe_sharing, gpu_memory_mb, measured_peak_mb, plan_devices, visible_gpus
 from sweeper.errors import SweepError, SweepStopped
 from sweeper.no_repeats import claim_stream, finished_twin, stream_seed
@@ -54,6 +58,7 @@ log = logging.getLogger(__name__)
 
 REPORTER_TARGET = "sweeper.reporter.TrialReporter"
 WAIT_FOR_OTHERS_S = 2.0  # poll interval while other processes finish the study's last trials
+DIRECTIONS = ("minimize", "maximize")
 
 
 class StudyLoop:
@@ -84,18 +89,24 @@ class StudyLoop:
     ) -> None:
         for name, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("repeats", repeats)):
             if value < 1:
-                raise ValueError(f"hydra.sweeper.{name} must be >= 1, got {value}")
+                raise SweepError(f"hydra.sweeper.{name}={value}: it must be 1 or more")
         if not 0.0 <= max_failure_rate <= 1.0:
-            raise ValueError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate}")
+            raise SweepError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: it must be in [0, 1]")
         if lease_grace_s <= 0:
-            raise ValueError(f"hydra.sweeper.lease_grace_s must be > 0, got {lease_grace_s}")
+            raise SweepError(f"hydra.sweeper.lease_grace_s={lease_grace_s}: it must be > 0 (seconds)")
+        several = OmegaConf.is_list(direction) or isinstance(direction, (list, tuple))
+        self.directions = [str(d) for d in direction] if several else [str(direction)]
+        unknown = [d for d in self.directions if d.lower() not in DIRECTIONS]
+        if unknown or not self.directions:
+            raise SweepError(
+                f"hydra.sweeper.direction={direction}: each direction must be one of {', '.join(DIRECTIONS)} "
+                "(a list of them for a multi-objective study)"
+            )
         self.sampler_conf = sampler
         self.pruner_conf = pruner
         self.study_name = study_name
         self.storage = storage
         self.storage_dir = storage_dir
-        several = OmegaConf.is_list(direction) or isinstance(direction, (list, tuple))
-        self.directions = [str(d) for d in direction] if several else [str(direction)]
         self.n_trials = n_trials
         self.n_jobs = n_jobs
         self.max_failure_rate = max_failure_rate
@@ -133,9 +144,10 @@ class StudyLoop:
         sharing = describe_sharing(self.trials_per_gpu, devices)
         if sharing:
             log.info(sharing)
+        data = composed_data(self.config)
         url = resolve_storage_url(self.storage, self.storage_dir, self.study_name)
         os.environ[STORAGE_ENV] = url  # jobs' reporters (and joblib/submitit workers) inherit it
-        study = self._open_study(url, space)
+        study = self._open_study(url, space, data)
         unit = OmegaConf.select(self.config, "smoothing.unit")
         if unit is not None:
             study.set_user_attr(attrs.UNIT, str(unit))
@@ -144,13 +156,16 @@ class StudyLoop:
             requeue_trials_ended_by_scheduler(study)
         try:
             self._run(study, space, extender, devices, url)
+        except BaseException as error:
+            self._end_own_trials(study, error)
+            raise
         finally:
             paths = write_outputs(study, str(self.config.hydra.sweep.dir))
             log.info(f"Sweep outputs: {', '.join(str(path) for path in paths.values() if path.exists())}")
 
     # --- setting up ------------------------------------------------------------------------------------
 
-    def _open_study(self, url: str, space: SearchSpace) -> optuna.Study:
+    def _open_study(self, url: str, space: SearchSpace, data: dict[str, Any] | None) -> optuna.Study:
         sampler_conf = OmegaConf.to_container(self.sampler_conf, resolve=True)
         preflight.check_sampler_package(sampler_conf["_target_"])
         if sampler_conf["_target_"].endswith("GridSampler") and not sampler_conf.get("search_space"):
@@ -160,7 +175,7 @@ class StudyLoop:
             storage = process_storage(url)
         except StorageError as error:
             raise SweepError(f"hydra.sweeper.storage: {error}") from None
-        with storage_lock(url, self.study_name):
+        with storage_lock(url, self.study_name), _quiet_optuna():  # the sweep says itself what it found (below)
             study = optuna.create_study(
                 study_name=self.study_name,
                 storage=storage,
@@ -168,6 +183,7 @@ class StudyLoop:
                 directions=self.directions,
                 load_if_exists=True,
             )
+            bind_to_data(study, data, url)  # before the stream is claimed: a refused sweep leaves the study as it was
             stream = claim_stream(study)
         sampler_conf["seed"] = stream_seed(sampler_conf.get("seed"), stream)
         sampler = instantiate(sampler_conf)
@@ -293,13 +309,8 @@ class StudyLoop:
         for index, (trial, _) in enumerate(batch):
             numbered = range(index * self.repeats, (index + 1) * self.repeats)
             trial.set_user_attr(attrs.RUN_DIRS, [planned_run_dir(sweep_dir, jobs[n], self.job_idx + n) for n in numbered])
-        try:
-            with LeaseKeeper(study, [trial._trial_id for trial, _ in batch], self.lease_grace_s):
-                returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
-        except KeyboardInterrupt:
-            for trial, _ in batch:
-                abandon(study, study.get_trials(deepcopy=False)[trial.number], "interrupted (Ctrl-C)")
-            raise
+        with LeaseKeeper(study, [trial._trial_id for trial, _ in batch], self.lease_grace_s):
+            returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
         self.job_idx += len(jobs)
         for index, (trial, overrides) in enumerate(batch):
             returned = returns[index * self.repeats : (index + 1) * self.repeats]
@@ -307,6 +318,31 @@ class StudyLoop:
             record_outcome(study, trial._trial_id, outcome)
             tell(study, trial, outcome.state, outcome.values)
             self._print_progress(study, space, trial, overrides)
+
+    def _end_own_trials(self, study: optuna.Study, error: BaseException) -> None:
+        """No trial of this process stays RUNNING when the sweep stops on an error: each ends FAIL with
+        the reason and is queued again. Except after Ctrl-C under a launcher whose jobs outlive this
+        process (submitit): those jobs go on, their trials stay RUNNING, and the same command adopts
+        each one whose jobs finished by then (sweeper.recovery) and runs the others again."""
+        own = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if t.user_attrs.get(attrs.PROCESS) == self.process]
+        if not own:
+            return
+        numbers = ", ".join(str(t.number) for t in own)
+        if isinstance(error, KeyboardInterrupt) and getattr(self.launcher, "jobs_outlive_the_sweep", False):
+            log.warning(
+                f"Interrupted: the jobs of trial(s) {numbers} go on running. The same command adopts each trial "
+                f"whose jobs have finished by then and runs the others again; cancel the jobs (scancel) to stop them now"
+            )
+            return
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as the recipe raises it (a worker's scancel)
+            reason = str(error) or "interrupted (Ctrl-C)"
+        else:
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            reason = f"the sweep stopped on {type(error).__name__}: {first_line}"
+        for trial in own:
+            abandon(study, trial, f"{reason}; its parameters were queued again")
+        log.warning(f"Trial(s) {numbers}: {reason}: FAIL, and queued again for the next sweep command")
 
     def _settled_by_twin(self, study: optuna.Study, space: SearchSpace, trial: Trial, overrides: list[str]) -> bool:
         twin = finished_twin(study, overrides, trial.number)
@@ -334,6 +370,17 @@ class StudyLoop:
                 f"max_failure_rate={self.max_failure_rate} allows; the sweep stopped. Last reasons: {reasons}. "
                 f"Fix the cause (see each run dir's result.json), or raise hydra.sweeper.max_failure_rate"
             )
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna's info lines off (they go to stderr, where a refusal must stand alone)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _suggest_one(trial: Trial, name: str, distribution: BaseDistribution) -> None:

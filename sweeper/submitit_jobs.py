@@ -38,6 +38,9 @@ class PerJobLaunch:
     _EXECUTOR: str
     params: dict[str, Any]
     config: Any
+    # a job runs on whether or not the sweep process waits for it: after Ctrl-C the sweep leaves its
+    # trials RUNNING for the next sweep command to adopt (sweeper.study_loop.StudyLoop._end_own_trials)
+    jobs_outlive_the_sweep = True
 
     def setup(self, **kwargs: Any) -> None:
         super().setup(**kwargs)  # type: ignore[misc]

@@ -3,6 +3,7 @@ tests/sweeper_app (train.py's side of the contract in milliseconds). End-to-end 
 and the tiny model are in test_sweeper_train.py."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -21,11 +22,14 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from runs.result import read_status
 from runs.storage import mask_password, open_storage
+from runs.trial import TrialEnded
 from sweeper.devices import plan_devices
+from sweeper.recovery import abandon, budget_trials, requeue_trials_ended_by_scheduler
 from sweeper.search_space import SearchSpaceError, build_search_space
 from sweeper.submitit_jobs import timeout_rule_warnings
 
@@ -67,10 +71,13 @@ def load(tmp_path: Path, name: str = "lorasweep", storage: str | None = None) ->
 
 
 def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The trials that count towards n_trials: all but those replaced by a re-run."""
+    """The trials that count towards n_trials: all but those replaced by a re-run, at any depth."""
     trials = study.get_trials()
-    replaced = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
+    replaced = {number for t in trials for number in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     return [t for t in trials if t.number not in replaced]
+
+
+X = "x=interval(0.0, 1.0)"  # a search space that composes
 
 
 def sweep_dir(tmp_path: Path) -> Path:
@@ -143,13 +150,21 @@ def test_bad_params_name_the_parameter_and_the_fix(params, message):
         (("x=interval(1.0, 0.0)",), "x: interval(1.0, 0.0) is inverted"),
         (('+hydra.sweeper.params.x="glob(*)"',), "is not a distribution the sweeper knows"),
         (("z=interval(0.0, 1.0)",), "do not compose"),
+        ((X, "hydra.sweeper.direction=sideways"), "hydra.sweeper.direction=sideways: each direction must be one of minimize, maximize"),
+        ((X, "hydra.sweeper.n_trials=0"), "hydra.sweeper.n_trials=0: it must be 1 or more"),
+        ((X, "hydra.sweeper.storage_dir=/proc/lorasweep/sweeps"), "hydra.sweeper.storage_dir: cannot create the directory /proc/lorasweep/sweeps"),
+        ((X, "hydra.sweeper.storage=journal:{tmp}/a-file/study.log"), "hydra.sweeper.storage: cannot create the directory {tmp}/a-file"),
+        ((X, "hydra.sweeper.storage=study.txt"), "hydra.sweeper.storage: study.txt: not a storage Optuna can open"),
     ],
 )
-def test_a_bad_space_fails_before_any_trial_runs(tmp_path, overrides, message):
-    result = sweep(tmp_path, *overrides, check=False)
-    assert result.returncode != 0
-    assert message in result.stderr + result.stdout
+def test_a_refusal_is_one_line_on_stderr_exit_2_before_any_trial_or_storage(tmp_path, overrides, message):
+    (tmp_path / "a-file").write_text("")
+    result = sweep(tmp_path, *(o.format(tmp=tmp_path) for o in overrides), check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message.format(tmp=tmp_path) in result.stderr
     assert not list(tmp_path.rglob("result.json"))
+    assert not [path for path in tmp_path.rglob("*") if path.suffix in (".db", ".log", ".sweep-lock")]
 
 
 @pytest.mark.slow
@@ -356,6 +371,59 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_message(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_error_after_a_trial_started_leaves_it_failed_with_the_reason_not_running(tmp_path):
+    (tmp_path / "breaks.py").write_text(
+        "def space(cfg, trial):\n"
+        "    if trial.number == 1:\n"
+        "        raise RuntimeError('the extender broke')\n"
+    )
+    result = sweep(tmp_path, X, "hydra.sweeper.n_trials=3", "hydra.sweeper.custom_search_space=breaks.space",
+                   check=False, extra_env={"PYTHONPATH": f"{ROOT}:{tmp_path}"})
+    assert result.returncode == 1 and "the extender broke" in result.stderr
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs["reason"] == (
+        "the sweep stopped on RuntimeError: the extender broke; its parameters were queued again")
+
+
+@pytest.mark.slow
+def test_a_study_is_bound_to_its_data_and_a_sweep_on_other_data_is_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset_info.json").write_text(json.dumps({"a": {"file_name": "a.json"}, "b": {"file_name": "b.json"}}))
+    (data / "a.json").write_text('[{"instruction": "1", "output": "2"}]')
+    (data / "b.json").write_text('[{"instruction": "3", "output": "4"}]')
+    common = (X, "hydra.sweeper.n_trials=1", f"+task.dataset_dir={data}", "+task.data_seed=0")
+    sweep(tmp_path, *common, "+task.dataset=[a]")
+
+    other = sweep(tmp_path, *common, "+task.dataset=[b]", check=False)
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    assert (f"study 'lorasweep' in sqlite:///{tmp_path}/sweeps/lorasweep.db was made for other data than this sweep "
+            "composes: task.dataset is ['a'] in the study, ['b'] now. Start a study for this data "
+            "(hydra.sweeper.study_name=lorasweep-") in other.stderr
+    (data / "a.json").write_text('[{"instruction": "1", "output": "changed"}]')
+    edited = sweep(tmp_path, *common, "+task.dataset=[a]", check=False)
+    assert edited.returncode == 2 and "dataset 'a' changed (its dataset_info.json entry or files: " in edited.stderr
+    assert len(load(tmp_path).get_trials()) == 1  # refused before any trial
+
+    name = re.search(r"study_name=(\S+)\)", other.stderr).group(1)
+    sweep(tmp_path, *common, "+task.dataset=[b]", f"hydra.sweeper.study_name={name}")  # the fix it names
+    assert [t.state for t in load(tmp_path, name).get_trials()] == [TrialState.COMPLETE]
+    assert load(tmp_path, name).user_attrs["data"]["task"]["dataset"] == ["b"]
+
+
+def test_train_configs_on_other_data_compose_other_data_and_the_same_data_the_same():
+    from conftest import compose_train
+    from sweeper.data_binding import composed_data, differences
+
+    demo = composed_data(compose_train(["experiment=quickstart"]))
+    assert composed_data(compose_train(["experiment=quickstart", "optimizer.lr=1e-3"])) == demo
+    cate = composed_data(compose_train(["experiment=quickstart", "task.dataset=[demo_cate]"]))
+    assert differences(demo, cate) == ["task.dataset is ['demo_yiliao'] in the study, ['demo_cate'] now"]
+    assert set(demo["contents"]) == {"demo_yiliao"} and demo["tokenizer"] == "builtin:tiny-qwen2"
+
+
+@pytest.mark.slow
 def test_repeats_run_each_parameter_set_with_several_seeds(tmp_path):
     sweep(tmp_path, "x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=2",
           "hydra.sweeper.seed_key=seed")
@@ -417,10 +485,125 @@ def test_sigkill_during_a_trial_then_the_same_command_finishes_the_study(tmp_pat
     assert len(budget) == 4 and all(t.state == TrialState.COMPLETE for t in budget)
     killed = study.trials[killed_number]
     assert killed.state == TrialState.FAIL and "stopped" in killed.user_attrs["reason"]
-    rerun = [t for t in budget if RetryFailedTrialCallback.retried_trial_number(t) == killed_number]
+    rerun = [t for t in budget if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed_number]
     assert len(rerun) == 1 and rerun[0].params == killed.params
     completed_params = [t.params["x"] for t in budget]
     assert len(set(completed_params)) == 4  # nothing completed twice
+
+
+@pytest.mark.slow
+def test_kills_of_first_runs_reruns_and_reruns_of_reruns_still_end_with_exactly_n_trials_finished(tmp_path):
+    command = ("x=interval(0.0, 1.0)", "hydra.sweeper.n_trials=3", "sleep_s=0.25", "hydra/sweeper/lorasweep_pruner=none")
+    # a first run (0), its re-run (1), the re-run's re-run (2), then a first run of the sampler's (4)
+    killed = [kill_during_a_trial(tmp_path, sweep(tmp_path, *command, wait=False), min_number=n).number
+              for n in (0, 1, 2, 4)]
+    assert killed == [0, 1, 2, 4]
+    result = sweep(tmp_path, *command)
+    assert "3 of 3 trials done" not in result.stderr  # the resume found 1 done, not a miscount
+    trials = load(tmp_path).get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3 and finished == counted(load(tmp_path))
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == killed
+    assert RetryHeartbeatStaleTrialCallback.retry_history(trials[3]) == [0, 1, 2]
+    assert trials[3].params == trials[0].params and trials[3].state == TrialState.COMPLETE
+
+
+def test_a_chain_of_reruns_counts_once_and_a_scheduler_ended_rerun_is_queued_once():
+    study = optuna.create_study()
+    study.ask({"x": FloatDistribution(0.0, 1.0)})
+    abandon(study, study.get_trials()[0], "its sweep process stopped")
+    abandon(study, study.get_trials()[study.ask().number], "its sweep process stopped")
+    rerun = study.ask()
+    rerun.set_user_attr("ended_by_scheduler", True)
+    study.tell(rerun, state=TrialState.FAIL)
+    assert [t.number for t in budget_trials(study)] == [2]  # a finished FAIL: it counts until requeued
+    for _ in range(2):  # two later sweep commands: one re-run only
+        requeue_trials_ended_by_scheduler(study)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3 + [TrialState.WAITING]
+    assert [RetryHeartbeatStaleTrialCallback.retry_history(t) for t in trials] == [[], [0], [0, 1], [0, 1, 2]]
+    assert [t.number for t in budget_trials(study)] == [3]
+    assert trials[3].params == trials[0].params
+
+
+SUBMITIT_LOCAL = ("hydra/launcher=submitit_local",
+                  "hydra.launcher._target_=hydra_plugins.lorasweep.submitit_launchers.PerJobLocalLauncher")
+
+
+def wait_for(condition, what: str, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
+            pass  # the study is being created
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_submitit_jobs_running_and_the_same_command_adopts_the_finished_one(tmp_path):
+    """Ctrl-C on the driver: its jobs run on (as SLURM jobs would). The same command adopts the trial
+    whose job finished and runs the other again; that one's job, still running, finds its trial ended
+    at its next report and records why in result.json."""
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    command = ("x=choice(0.2, 0.8)", "hydra/sweeper/lorasweep_sampler=grid", "hydra.sweeper.n_trials=2",
+               "hydra.sweeper.n_jobs=2", "steps=3", "sleep_s=0.2", "hold_above=0.5", f"hold_file={hold}", *SUBMITIT_LOCAL)
+    try:  # a failure here must not leave the held job waiting forever
+        args, env = sweep_command(tmp_path, *command)
+        log = tmp_path / "driver.log"  # not a pipe: the jobs inherit the driver's output and outlive it
+        with open(log, "w") as out:
+            driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: len(trials := load(tmp_path).get_trials()) == 2
+                 and all(t.state == TrialState.RUNNING and t.intermediate_values for t in trials), "both trials to report")
+        os.kill(driver.pid, signal.SIGINT)  # the driver only: its jobs are not in the terminal's foreground
+        assert driver.wait(timeout=120) == 130
+        output = log.read_text()
+        assert "Interrupted: the jobs of trial(s) 0, 1 go on running" in output, output[-3000:]
+        assert all(t.state == TrialState.RUNNING for t in load(tmp_path).get_trials())
+        fast, held = sorted(load(tmp_path).get_trials(), key=lambda t: t.params["x"])
+        wait_for(lambda: read_status(Path(fast.user_attrs["run_dirs"][0])) == "completed", "the unheld job to finish")
+
+        with open(log, "w") as out:
+            again = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: load(tmp_path).trials[held.number].state == TrialState.FAIL, "the held trial to be failed")
+        hold.unlink()  # the orphaned job and the re-run go on
+        assert again.wait(timeout=300) == 0, log.read_text()[-3000:]
+        trials = load(tmp_path).get_trials()
+        assert trials[fast.number].state == TrialState.COMPLETE  # adopted from its run dir, not trained again
+        assert trials[fast.number].value == pytest.approx((0.2 - 0.3) ** 2)
+        (rerun,) = trials[2:]
+        assert rerun.state == TrialState.COMPLETE and RetryHeartbeatStaleTrialCallback.retry_history(rerun) == [held.number]
+        orphan_dir = Path(held.user_attrs["run_dirs"][0])
+        wait_for(lambda: read_status(orphan_dir) == "failed", "the orphaned job to record its end")
+        reason = json.loads((orphan_dir / "result.json").read_text())["reason"]
+        assert reason.startswith(f"trial {held.number} was ended (FAIL) while this job ran: its sweep process ")
+        assert reason.endswith("its parameters were queued again; this run stopped")
+    finally:
+        hold.unlink(missing_ok=True)
+
+
+def test_a_run_whose_trial_was_ended_under_it_records_failed_with_the_reason(tmp_path, monkeypatch):
+    from sft.ending import ending_recorded
+    from sweeper.reporter import TrialReporter
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="ended", storage=open_storage(storage))
+    trial = study.ask({"x": FloatDistribution(0.0, 1.0)})
+    monkeypatch.setenv("LORASWEEP_STORAGE", storage)
+    reporters = [TrialReporter("ended", trial._trial_id, report_values=first) for first in (True, False)]
+    reporters[0].report(1.0, 4)
+    abandon(study, study.get_trials()[0], "its sweep process host:1 stopped; its parameters were queued again")
+    for reporter in reporters:  # the seed that reports and a repeat that does not
+        with pytest.raises(TrialEnded), ending_recorded(tmp_path, "smoothed_loss"):
+            reporter.report(0.9, 8)
+        result = json.loads((tmp_path / "result.json").read_text())
+        assert result["status"] == "failed"
+        assert result["reason"] == ("trial 0 was ended (FAIL) while this job ran: its sweep process host:1 stopped; "
+                                    "its parameters were queued again; this run stopped")
+        (tmp_path / "result.json").unlink()
 
 
 @pytest.mark.slow

@@ -47,15 +47,22 @@ def test_notes_sweep_runs_the_ablation_first_with_wandb_runs_grouped_by_study(tm
     assert runs["trial-2"]["config"]["optimizer"]["lr"] == pytest.approx(1e-3)
 
 
-def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path, cache_dir):
-    run_train(["-m", "hydra/sweeper=lorasweep", "hydra/sweeper/lorasweep_sampler=grid", "experiment=quickstart",
+def test_a_diverging_trial_fails_with_its_reason_and_the_study_refuses_other_data(tmp_path, cache_dir):
+    command = ["-m", "hydra/sweeper=lorasweep", "hydra/sweeper/lorasweep_sampler=grid", "experiment=quickstart",
                "trainer.max_samples_seen=48", "task.val_size=0", "optimizer.lr=choice(1e30, 2e-3)", "hydra.sweeper.n_trials=2",
-               "hydra.sweeper.study_name=diverge", "hydra.sweeper.max_failure_rate=0.5"], tmp_path, cache_dir)
+               "hydra.sweeper.study_name=diverge", "hydra.sweeper.max_failure_rate=0.5"]
+    run_train(command, tmp_path, cache_dir)
     study = optuna.load_study(study_name="diverge", storage=f"sqlite:///{tmp_path}/sweeps/diverge.db")
     by_lr = {t.params["optimizer.lr"]: t for t in study.get_trials()}
     assert by_lr[1e30].state == TrialState.FAIL
     assert "loss became nan" in by_lr[1e30].user_attrs["reason"]
     assert by_lr[2e-3].state == TrialState.COMPLETE
+
+    other = run_train([*command, "task.dataset=[demo_cate]"], tmp_path, cache_dir, check=False)
+    assert other.returncode == 2
+    assert ("was made for other data than this sweep composes: task.dataset is ['demo_yiliao'] in the study, "
+            "['demo_cate'] now. Start a study for this data (hydra.sweeper.study_name=diverge-") in other.stderr
+    assert len(study.get_trials()) == 2
 
 
 def rank_json(tmp_path: Path, name: str, *args: str) -> dict:

@@ -5,7 +5,9 @@ decreasing curve at steps counted in samples, stops when told to prune, and writ
 status completed / pruned / failed. Its curve falls linearly to (x - 0.3)^2 + shape offset + y/10 at
 the last step, so tests know every value. `nan_above` turns the objective into NaN (a diverged run); `sleep_s` slows each step so a
 test can kill the sweep while a trial runs; `crash` raises before result.json is written;
-`two_objectives` returns [objective, y] for a multi-objective study.
+`two_objectives` returns [objective, y] for a multi-objective study; a trial with x above `hold_above` waits
+before each step after the first while `hold_file` exists, so a test decides when it goes on. A trial ended under the job
+(runs.trial.TrialEnded from the reporter) is recorded as train.py records it: failed, with the reason.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+
+from runs.trial import TrialEnded
 
 
 def write_result(run_dir: Path, status: str, objective: float | None, reason: str | None, started: float) -> None:
@@ -36,9 +40,15 @@ def main(cfg: DictConfig) -> float | list[float]:
     value = final
     for step in range(1, cfg.steps + 1):
         time.sleep(cfg.sleep_s)
+        while step > 1 and cfg.hold_above is not None and cfg.x > cfg.hold_above and Path(cfg.hold_file).exists():
+            time.sleep(0.1)
         value = final + (cfg.steps - step) / cfg.steps
         if reporter is not None:
-            reporter.report(value, step * cfg.batch)
+            try:
+                reporter.report(value, step * cfg.batch)
+            except TrialEnded as error:
+                write_result(run_dir, "failed", None, str(error), started)
+                raise
             if reporter.should_prune():
                 write_result(run_dir, "pruned", value, f"pruned at {step * cfg.batch} samples", started)
                 return value
