@@ -6,8 +6,10 @@
 # with every row measured in this run and printed as it ends: padded with LLaMA-Factory's gradient checkpointing,
 # padding-free (flex_attention) with the micro-batches apart, merged, merged with the decoder layers compiled,
 # and packed; samples/s, real tokens/s, MFU, peak memory and "436k rows x 1 epoch: N min"; Liger's fused linear
-# cross-entropy when liger_kernel imports. Ends within 7.5 minutes (GPU_CHECK_TIMEOUT seconds) and writes gpu.txt,
-# throughput.txt and throughput.json under $OUT (./bench_out when $OUT is unset); the compiled kernels are cached
+# cross-entropy when liger_kernel imports. Then k trials at once on the GPU (bench.trials_per_gpu: k = 1, 2, 4, 8,
+# each row as it ends). Ends within 7.5 minutes (GPU_CHECK_TIMEOUT seconds for the table, GPU_CHECK_K_TIMEOUT for
+# the k rows) and writes gpu.txt, throughput.txt, throughput.json and trials_per_gpu.txt under $OUT (./bench_out
+# when $OUT is unset); the compiled kernels are cached
 # under $LORASWEEP_CACHE/compile (.cache/compile when it is unset), so a second run skips compiling.
 #
 # The trainer needs the project's other dependencies (hydra-core, omegaconf, datasets, rich, matplotlib,
@@ -49,5 +51,7 @@ if missing:
 EOF
 } 2>&1 | tee "$OUT/gpu.txt"
 
-PYTHONUNBUFFERED=1 timeout "${GPU_CHECK_TIMEOUT:-450}" "$PYTHON" -m bench.throughput --device cuda --json "$OUT/throughput.json" "$@" 2>&1 \
-    | tee "$OUT/throughput.txt"
+PYTHONUNBUFFERED=1 timeout "${GPU_CHECK_TIMEOUT:-330}" "$PYTHON" -m bench.throughput --device cuda --json "$OUT/throughput.json" "$@" 2>&1 \
+    | tee "$OUT/throughput.txt" || true
+# k trials at once on the one GPU (hydra.sweeper.trials_per_gpu): aggregate trial-samples/s, k = 1, 2, 4, 8
+PYTHONUNBUFFERED=1 timeout "${GPU_CHECK_K_TIMEOUT:-120}" "$PYTHON" -m bench.trials_per_gpu 2>&1 | tee "$OUT/trials_per_gpu.txt"

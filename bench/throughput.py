@@ -342,7 +342,9 @@ def main(argv: list[str] | None = None) -> None:
         unknown = [name for name in wanted if not any(mode.startswith(name) for mode in settings.modes)]
         if unknown:
             sys.exit(f"--modes: no mode {', '.join(unknown)}; the modes here are {', '.join(settings.modes)}")
-        settings.modes = {mode: o for mode, o in settings.modes.items() if any(mode.startswith(name) for name in wanted)}
+        # a name that is a mode's whole name picks that mode alone ("padding-free merged", not also "... + compile")
+        settings.modes = {mode: o for mode, o in settings.modes.items()
+                          if any(mode == name or (name not in settings.modes and mode.startswith(name)) for name in wanted)}
     with tempfile.TemporaryDirectory(prefix="lorasweep-throughput-") as work_dir:
         report = run(settings, Path(work_dir), Path(args.cache_dir).expanduser(), args.profile)
     print("\n" + format_table(report), flush=True)
