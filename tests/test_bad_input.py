@@ -198,7 +198,7 @@ def test_a_tokenizer_larger_than_the_embeddings_is_refused_before_training(tmp_p
     run_dir = tmp_path / "run"
     result = run([*TINY, "model.tokenizer=builtin:qwen2.5-tokenizer", f"hydra.run.dir={run_dir}"], tmp_path, timeout=900)
     console = result.stdout + result.stderr
-    assert result.returncode == 1 and "Traceback" not in console, console
+    assert result.returncode == 2 and "Traceback" not in console, console
     assert "embeddings have" in console and "model.tokenizer" in console
     assert not (run_dir / "metrics.jsonl").exists()
 
