@@ -267,6 +267,12 @@ def check_config(cfg: DictConfig) -> None:
     """Raises ConfigError, in one line naming the key, the value and what the key takes, for the first
     setting that cannot work: a value out of its range, then the rules that tie keys together."""
     for prefix, node in _typed_nodes(cfg):
+        known = {item.name for item in fields(OmegaConf.get_type(node))} | ({"hydra"} if not prefix else set())
+        unknown = [key for key in node.keys() if key not in known]
+        if unknown:  # appended with `+key=value`: Hydra lets that past a structured config
+            group = prefix.rstrip(".") or "the config"
+            raise ConfigError(f"{prefix}{unknown[0]} is not a key of {group}: check its spelling (the training config's keys, "
+                              "with their types and ranges: runs/schema.py)")
         for item in fields(OmegaConf.get_type(node)):
             valid = item.metadata.get("range")
             value = node.get(item.name)
@@ -322,9 +328,9 @@ def explain(error: BaseException, cfg: DictConfig | None = None) -> str:
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         key = str(cause.full_key)
         detail = _first_line(getattr(cause, "msg", None) or str(cause))
-        if "not in struct" in detail or "not in" in detail and "Key" in detail:
-            group = key.rsplit(".", 1)[0] if "." in key else "the root config"
-            return f"{key} is not a setting of {group} (its keys are in runs/schema.py); check the spelling"
+        if "not in struct" in detail or ("Key" in detail and "not in" in detail):
+            group = key.rpartition(".")[0] or "the config"
+            return f"{key} is not a key of {group}: check its spelling (the training config's keys, with their types and ranges: runs/schema.py)"
         if _field_of(key, cfg) is not None:
             value = getattr(cause, "value", None)
             return f"{refusal(key, value, cfg)} ({detail})"
@@ -380,7 +386,8 @@ def _check_scheduler_group(cfg: DictConfig) -> None:
 
 def _check_names(key: str, value: Any, allowed: str) -> None:
     names = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
-    strings = isinstance(names, str) or (isinstance(names, list) and all(isinstance(name, str) and name for name in names))
+    strings = (isinstance(names, str) and names.strip()) or (
+        isinstance(names, list) and names and all(isinstance(name, str) and name.strip() for name in names))
     if not strings:
         raise ConfigError(f"{key}={_shown(names)} is not allowed: {key} takes {allowed}")
 

@@ -94,12 +94,15 @@ def check_space_composes(hydra_context: HydraContext, config: DictConfig, space:
     ]
 
 
-def check_ablations(hydra_context: HydraContext, config: DictConfig, space: SearchSpace, ablations: Mapping[str, Any] | None) -> None:
-    """Each remedy of the ablation, on top of the base config, composes and stays inside the schema, and
-    gives a sampled parameter a value its distribution holds (a number for an interval), before the
-    baseline trains: a bad remedy would otherwise fail after the trials before it."""
+def check_ablations(
+    hydra_context: HydraContext, config: DictConfig, space: SearchSpace, extender: SpaceExtender | None, ablations: Mapping[str, Any] | None
+) -> None:
+    """Each remedy of the ablation sets parameters of the space, gives each a value its distribution holds
+    (one of a choice(), a number for an interval), and on top of the base config composes and stays inside
+    the schema, before the study is touched: a bad remedy would otherwise fail after the trials before it."""
     for name, remedy in (ablations or {}).items():
         settings = flatten_params(remedy)
+        check_remedy(name, settings, space, extender)
         for key, value in settings.items():
             distribution = space.distributions.get(key)
             if isinstance(distribution, (FloatDistribution, IntDistribution)) and not _is_number(value, distribution):
@@ -112,6 +115,22 @@ def check_ablations(hydra_context: HydraContext, config: DictConfig, space: Sear
                       f"hydra.sweeper.ablations.{name}")
 
 
+def check_remedy(name: str, remedy: Mapping[str, Any], space: SearchSpace, extender: SpaceExtender | None) -> None:
+    """A remedy sets parameters of the space (or ones the custom search space may set), each choice one of its choice()."""
+    for key, value in remedy.items():
+        distribution = space.distributions.get(key)
+        if distribution is None and extender is None:
+            raise SearchSpaceError(
+                f"hydra.sweeper.ablations.{name} sets {key}, which is not in the search space; "
+                f"add {key} to hydra.sweeper.params or drop it from the ablation"
+            )
+        if isinstance(distribution, CategoricalDistribution) and value not in distribution.choices:
+            raise SearchSpaceError(
+                f"hydra.sweeper.ablations.{name} sets {key}={value!r}, which is not one of its choices "
+                f"{list(distribution.choices)}; add it to the choice() or change the ablation"
+            )
+
+
 def compose_trial(hydra_context: HydraContext, config: DictConfig, overrides: list[str], source: str) -> DictConfig:
     """A trial's config as its job will compose it, checked against the training schema when the app is
     train.py (a config with the schema's groups); refused in one line that names where the overrides
@@ -120,14 +139,14 @@ def compose_trial(hydra_context: HydraContext, config: DictConfig, overrides: li
         trial_config = hydra_context.config_loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
     except (HydraException, OmegaConfBaseException) as error:
         raise SearchSpaceError(
-            f"{source} gives a trial the config refuses: {explain(error)}. Overrides: {' '.join(overrides)}. "
+            f"the overrides of {source} do not compose with the config: {explain(error)}. Overrides: {' '.join(overrides)}. "
             "Check the keys (group choices are written `scheduler: choice(...)`, values `optimizer.lr: ...`) and the values"
         ) from None
     if _is_training_config(trial_config):
         try:
             check_config(trial_config)
         except ConfigError as error:
-            raise SearchSpaceError(f"{source} gives a trial the schema refuses: {error}. Overrides: {' '.join(overrides)}") from None
+            raise SearchSpaceError(f"{source} reaches a setting the schema refuses: {error}. Overrides: {' '.join(overrides)}") from None
     return trial_config
 
 
