@@ -2,7 +2,7 @@
 
 One dataclass per config group (paths, model, task, optimizer, scheduler, lora, trainer, logger) and one
 for the root (objective, smoothing, and the groups), registered in Hydra's ConfigStore as
-`schema/<name>`. Each yaml file of a group extends its group's schema in its defaults list (Hydra's
+`<name>_schema` (at the top, not as a group: `--help` lists the groups one chooses from). Each yaml file of a group extends its group's schema in its defaults list (Hydra's
 "structured config as schema" pattern), so the yaml files stay the defaults users read, while Hydra
 refuses, as it composes, a value of the wrong type (`trainer.per_device_batch_size=2.5`) and a key
 that no schema has. What a type cannot say is said beside it: a field made with `setting()` carries
@@ -33,7 +33,6 @@ from runs.errors import ConfigError
 from runs.exits import one_line
 from runs.smoothing import OBJECTIVES
 
-SCHEMA_GROUP = "schema"
 USUAL_LR = (1e-7, 0.1)  # learning rates outside this are refused unless optimizer.allow_any_lr=true
 SEED_LIMIT = 2**32  # numpy's and torch's seeds are 32-bit unsigned
 
@@ -254,10 +253,10 @@ SCHEMAS = {
 
 
 def register_schema() -> None:
-    """Puts every schema where the yaml files' defaults lists name it: `/schema/<name>`."""
+    """Puts every schema where the yaml files' defaults lists name it: `/<name>_schema`."""
     store = ConfigStore.instance()
     for name, node in SCHEMAS.items():
-        store.store(group=SCHEMA_GROUP, name=name, node=node, provider="lorasweep")
+        store.store(name=f"{name}_schema", node=node, provider="lorasweep")
 
 
 # --- checks ------------------------------------------------------------------------------------------
@@ -270,14 +269,12 @@ def check_config(cfg: DictConfig) -> None:
         known = {item.name for item in fields(OmegaConf.get_type(node))} | ({"hydra"} if not prefix else set())
         unknown = [key for key in node.keys() if key not in known]
         if unknown:  # appended with `+key=value`: Hydra lets that past a structured config
-            group = prefix.rstrip(".") or "the config"
-            raise ConfigError(f"{prefix}{unknown[0]} is not a key of {group}: check its spelling (the training config's keys, "
-                              "with their types and ranges: runs/schema.py)")
+            raise ConfigError(_not_a_key(prefix + unknown[0]))
         for item in fields(OmegaConf.get_type(node)):
             valid = item.metadata.get("range")
             value = node.get(item.name)
             if valid is not None and not valid.allows(value):
-                raise ConfigError(refusal(prefix + item.name, value, cfg))
+                raise ConfigError(_refusal(prefix + item.name, value, OmegaConf.get_type(node)))
     for rule in RULES:
         rule(cfg)
     budget = known_budget(cfg.trainer)
@@ -295,16 +292,38 @@ def check_lora_rank(rank: int, hidden_size: int, model: str) -> None:
         )
 
 
-def refusal(key: str, value: Any, cfg: DictConfig | None = None) -> str:
+def explain(error: BaseException) -> str:
+    """One line for a refusal Hydra or OmegaConf raised while composing (a value of the wrong type, a
+    key that no schema has, a missing group option), naming the key and what it takes."""
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options:
+        group, _, option = error.missing_cfg_file.rpartition("/")
+        return f"{group}={option} is not an option of {group}: choose {group}=" + " | ".join(sorted(error.options))
+    cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        key = str(cause.full_key)
+        detail = _first_line(getattr(cause, "msg", None) or str(cause))
+        if "not in struct" in detail or ("Key" in detail and "not in" in detail):
+            return _not_a_key(key)
+        if _field_of(key, getattr(cause, "object_type", None)) is not None:
+            return f"{_refusal(key, getattr(cause, 'value', None), getattr(cause, 'object_type', None))} ({detail})"
+        return f"{key}: {detail}"
+    return one_line(str(error))
+
+
+def _not_a_key(key: str) -> str:
+    group = key.rpartition(".")[0] or "the config"
+    return f"{key} is not a key of {group}: check its spelling (the training config's keys, with their types and ranges: runs/schema.py)"
+
+
+def _refusal(key: str, value: Any, schema: Any = None) -> str:
     """`key=value is not allowed: key takes <type> <range>[, or null (= meaning)]`: the one line for a
     value the schema refuses, by type or by range."""
-    return f"{key}={_shown(value)} is not allowed: {key} takes {takes(key, cfg)}"
+    return f"{key}={_shown(value)} is not allowed: {key} takes {_takes(key, schema)}"
 
 
-def takes(key: str, cfg: DictConfig | None = None) -> str:
-    """What `key` takes, in words, from its field in the schema (the option's dataclass when `cfg` is
-    given: scheduler=cosine_with_restarts has num_cycles)."""
-    found = _field_of(key, cfg)
+def _takes(key: str, schema: Any = None) -> str:
+    """What `key` takes, in words, from its field in the schema."""
+    found = _field_of(key, schema)
     if found is None:
         return "a value its group's schema allows (runs/schema.py)"
     hint, valid = found
@@ -316,26 +335,6 @@ def takes(key: str, cfg: DictConfig | None = None) -> str:
     if valid is not None and valid.null:
         words += f", or null (= {valid.null})"
     return words
-
-
-def explain(error: BaseException, cfg: DictConfig | None = None) -> str:
-    """One line for a refusal Hydra or OmegaConf raised while composing (a value of the wrong type, a
-    key that no schema has, a missing group option), naming the key and what it takes."""
-    if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options:
-        group, _, option = error.missing_cfg_file.rpartition("/")
-        return f"{group}={option} is not an option of {group}: choose {group}=" + " | ".join(sorted(error.options))
-    cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
-    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        key = str(cause.full_key)
-        detail = _first_line(getattr(cause, "msg", None) or str(cause))
-        if "not in struct" in detail or ("Key" in detail and "not in" in detail):
-            group = key.rpartition(".")[0] or "the config"
-            return f"{key} is not a key of {group}: check its spelling (the training config's keys, with their types and ranges: runs/schema.py)"
-        if _field_of(key, cfg) is not None:
-            value = getattr(cause, "value", None)
-            return f"{refusal(key, value, cfg)} ({detail})"
-        return f"{key}: {detail}"
-    return one_line(str(error))
 
 
 # --- rules that tie keys together, or need more than a type and a range ----------------------------
@@ -425,19 +424,17 @@ def _typed_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     return nodes
 
 
-def _field_of(key: str, cfg: DictConfig | None) -> tuple[Any, Range | None] | None:
-    """The type hint and range of `key` in the schema, or None for a key the schema does not type."""
+def _field_of(key: str, schema: Any = None) -> tuple[Any, Range | None] | None:
+    """The type hint and range of `key`: a field of `schema` (the node's dataclass, which knows an
+    option's own fields such as scheduler.num_cycles), else found from TrainConfig down; None for a key
+    the schema does not type."""
     *path, name = key.split(".")
-    schema: Any = TrainConfig
-    for part in path:
-        hint = typing.get_type_hints(schema).get(part)
-        if not (isinstance(hint, type) and is_dataclass(hint)):
-            return None
-        schema = hint
-    if path and cfg is not None and isinstance(OmegaConf.select(cfg, ".".join(path)), DictConfig):
-        schema = OmegaConf.get_type(OmegaConf.select(cfg, ".".join(path))) or schema
-    if not is_dataclass(schema):
-        return None
+    if not (isinstance(schema, type) and is_dataclass(schema)):
+        schema = TrainConfig
+        for part in path:
+            schema = typing.get_type_hints(schema).get(part)
+            if not (isinstance(schema, type) and is_dataclass(schema)):
+                return None
     for item in fields(schema):
         if item.name == name:
             return typing.get_type_hints(schema)[name], item.metadata.get("range")
