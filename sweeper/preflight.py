@@ -133,7 +133,7 @@ def check_remedy(name: str, remedy: Mapping[str, Any], space: SearchSpace, exten
 
 def compose_trial(hydra_context: HydraContext, config: DictConfig, overrides: list[str], source: str) -> DictConfig:
     """A trial's config as its job will compose it, checked against the training schema when the app is
-    train.py (a config with the schema's groups); refused in one line that names where the overrides
+    train.py (its root is runs.schema.TrainConfig); refused in one line that names where the overrides
     came from."""
     try:
         trial_config = hydra_context.config_loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
