@@ -57,15 +57,17 @@ def run_hydra_app(
     or raised by a sweeper in several lines of its own and exits 1, unless HYDRA_FULL_ERROR=1, when it
     raises the error instead: so it is set here, for this process, and the error is reported here. Whoever
     sets HYDRA_FULL_ERROR=1 themselves gets every error with its full traceback, as Hydra gives it."""
-    if os.environ.get(FULL_ERROR_ENV) == "1":
-        main()
-        return
+    full_error = os.environ.get(FULL_ERROR_ENV) == "1"
     os.environ[FULL_ERROR_ENV] = "1"
     try:
         main()
     except KeyboardInterrupt:  # a run's result.json says "interrupted"; a traceback would add nothing
         raise SystemExit(EXIT_INTERRUPTED) from None
     except user_errors as error:
+        if full_error:
+            raise
         refuse(explain(error))
     except reported as error:
+        if full_error:
+            raise
         crash(str(error))
