@@ -2,15 +2,15 @@
 
 Thin on purpose: Hydra composes conf/train.yaml, the recipe in sft.train does the work, and the
 return value is the objective a Hydra sweeper optimises. What needs no model (config values, data
-files) is checked before torch or transformers is imported. A failed run has written result.json
-before its error is raised, so a multirun records it and goes on; the console gets the one line that
-says what to fix, and the traceback goes to the run dir's log.
+files) is checked before torch or transformers is imported, against the schema (runs/schema.py).
+A failed run has written result.json before its error is raised, so a multirun records it and goes on.
+The console gets one line (runs.exits): bad input on stderr with exit code 2, naming the key or file and
+the fix; an unexpected error with exit code 1, saying which train.log holds its traceback.
 """
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -18,18 +18,26 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
+from runs.exits import crash, one_line, refuse, run_hydra_app, stop
 from runs.project import register_project_dir
+from runs.schema import explain
 from sft.stop_signals import noted_from_the_start
 
 log = logging.getLogger("train")
-EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 
 register_project_dir()
 
 
 class JobFailed(CompactHydraException):
-    """A job of a multirun stopped by bad input or an error it reported: Hydra prints the message alone."""
+    """A job of a multirun stopped by bad input or an error it reported: the message says what to fix
+    (the sweeper records it for that job and goes on)."""
+
+
+class RunCrashed(Exception):
+    """A job of a multirun stopped by an unexpected error: the message says which train.log holds the
+    traceback."""
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -44,6 +52,7 @@ def _run(cfg: DictConfig) -> float | None:
     if cfg.get("cuda_visible_devices") is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(cfg.cuda_visible_devices)
     from sft.ending import USER_ERRORS, ending_recorded, reason_of
+    from sft.errors import TrainingInterrupted
     from sft.preflight import check_before_loading
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -58,10 +67,20 @@ def _run(cfg: DictConfig) -> float | None:
         result = run_training(cfg, run_dir, reporter)
     except USER_ERRORS as error:
         _log_traceback_to_file(error)
+        if HydraConfig.get().mode == RunMode.RUN and isinstance(error, TrainingInterrupted):
+            stop(reason_of(error))
         if HydraConfig.get().mode == RunMode.RUN:
-            log.error("%s", reason_of(error))
-            sys.exit(1)
+            refuse(reason_of(error))
         raise JobFailed(f"{reason_of(error)} (run dir {run_dir})") from None
+    except Exception as error:
+        log_files = _log_traceback_to_file(error)
+        if not log_files:
+            raise
+        message = (f"the run stopped on an unexpected error, {type(error).__name__}: {one_line(str(error))}; its "
+                 f"traceback is in {', '.join(log_files)}")
+        if HydraConfig.get().mode == RunMode.RUN:
+            crash(message)
+        raise RunCrashed(f"{message} (run dir {run_dir})") from None
     log.info("%s: %s = %s (run dir %s)", result["status"], result["objective_name"], result["objective"], run_dir)
     return result["objective"]
 
@@ -72,18 +91,20 @@ def _instantiate(node: DictConfig) -> object:
     return instantiate(node)
 
 
-def _log_traceback_to_file(error: BaseException) -> None:
+def _log_traceback_to_file(error: BaseException) -> list[str]:
     """The traceback, for whoever debugs the project, into the run dir's log file only (the console
-    shows the message)."""
+    shows the message); returns the files written to."""
     record = logging.LogRecord(log.name, logging.DEBUG, __file__, 0, "traceback of the error", None,
                                (type(error), error, error.__traceback__))
+    files = []
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
+            files.append(handler.baseFilename)
+    return files
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:  # result.json says "interrupted"; a traceback would add nothing
-        sys.exit(EXIT_INTERRUPTED)
+    # Hydra's refusals (a value of the wrong type, an unknown key or option), the sweeper's (compact
+    # Hydra errors too) and a run's own are bad input; a crashed run has said where its traceback is
+    run_hydra_app(main, user_errors=(CompactHydraException, OmegaConfBaseException), explain=explain, reported=(RunCrashed,))

@@ -31,20 +31,22 @@ def reason_of(error: BaseException) -> str:
         return str(error) or "interrupted (Ctrl-C)"
     if isinstance(error, OSError) and not isinstance(error, ValueError):
         return f"I/O error: {error}"
+    if not isinstance(error, USER_ERRORS):
+        return f"unexpected error, {type(error).__name__}: {error} (the traceback is in the run dir's train.log)"
     return str(error)
 
 
 @contextmanager
 def ending_recorded(run_dir: Path, objective_name: str) -> Iterator[None]:
     """Runs the body with SIGTERM turned into Interrupted; when it raises, result.json gets status
-    failed (bad input, I/O error, diverged loss) or interrupted, with the reason, unless the body
+    failed (bad input, I/O error, diverged loss, an unexpected error) or interrupted, with the reason, unless the body
     wrote the run's ending itself. An earlier session's ending is left in place until the recipe has
     read it (sft.train.run_training: an interrupted one resumes), and replaced if the body fails first."""
     earlier = _written(run_dir)
     previous = _on_sigterm(_raise_interrupted)
     try:
         yield
-    except (*USER_ERRORS, KeyboardInterrupt) as error:
+    except (Exception, KeyboardInterrupt) as error:
         if _written(run_dir) == earlier:
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             _record(run_dir, {"status": status, "reason": reason_of(error), "objective": None, "objective_name": objective_name})

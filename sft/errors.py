@@ -1,9 +1,10 @@
 """The errors a user can fix. Each message names the problem and what to change; train.py prints
-them without a traceback and records them in result.json."""
+them without a traceback and records them in result.json. ConfigError is the schema's (runs.errors): a
+setting refused before training and one refused by training are the same error."""
 
+from runs.errors import ConfigError
 
-class ConfigError(ValueError):
-    """An impossible or unknown setting (negative lr, batch 0, unknown scheduler or template)."""
+__all__ = ["ConfigError", "DataError", "TrainingFailed", "TrainingInterrupted"]
 
 
 class DataError(ValueError):

@@ -130,7 +130,32 @@ def data_files(attr: DatasetAttr, dataset_dir: str | Path) -> list[Path]:
         with open(file, "rb") as handle:
             if not handle.read(EMPTY_PROBE_BYTES).strip() and file.stat().st_size <= EMPTY_PROBE_BYTES:
                 raise DataError(f"data file {file} for dataset {attr.name!r} is empty: fill it or fix \"file_name\" in {info_path}")
+        if file.suffix.lower() == ".json" and _holds_one_object(file):
+            raise DataError(
+                f"data file {file} for dataset {attr.name!r} holds one JSON object, not a list of rows, so it would "
+                "train as one row: write the rows as a JSON list ([{...}, {...}]) or one object per line (.jsonl)"
+            )
     return files
+
+
+def _holds_one_object(file: Path) -> bool:
+    """Whether a .json file is a single object (datasets reads it as one row) rather than a list of rows or
+    JSON lines. Cheap for the usual files: a list starts with "[", and JSON lines have a whole object on
+    their first line; only a file that is neither is parsed whole."""
+    with open(file, "rb") as handle:
+        first_line = handle.readline().strip()
+        if not first_line.startswith(b"{"):
+            return False
+        rest = handle.read(EMPTY_PROBE_BYTES).strip()
+    try:
+        json.loads(first_line)
+        return not rest  # one line holding one object: a single row, as a .json file it is the mistake
+    except ValueError:
+        pass
+    try:
+        return isinstance(json.loads(file.read_bytes()), dict)
+    except ValueError:
+        return False
 
 
 def required_columns(attr: DatasetAttr) -> list[str]:

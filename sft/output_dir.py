@@ -9,6 +9,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from runs.exits import refuse
+
 
 class OutputDirCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -22,8 +24,8 @@ def _make(directory: str, key: str) -> None:
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        # SystemExit: Hydra turns a callback's exceptions into warnings and would go on
-        raise SystemExit(
+        # refuse() exits: Hydra turns a callback's exceptions into warnings and would go on
+        refuse(
             f"cannot create the output dir {directory} ({error.strerror}): set {key} (or paths.root_dir / "
             "PROJECT_ROOT) to a writable place"
-        ) from None
+        )

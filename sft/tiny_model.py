@@ -30,6 +30,7 @@ TINY_MODEL_NAME = "tiny-qwen2-v5"
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 VOCAB_SIZE = 8192  # BPE tokens plus the 22 added ones
 MAX_POSITIONS = 4096
+HIDDEN_SIZE = 64  # the width a LoRA rank cannot exceed (runs.schema.check_lora_rank)
 SEED = 0
 PRETRAIN_STEPS = 60
 PRETRAIN_BATCH = 4
@@ -140,7 +141,7 @@ def _save_model(directory: Path, tokenizer: Tokenizer) -> None:
 
     config = Qwen2Config(
         vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
-        hidden_size=64,
+        hidden_size=HIDDEN_SIZE,
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,

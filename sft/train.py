@@ -23,10 +23,10 @@ from runs.files import LOSS_PLOT_FILE, RESULT_FILE
 from runs.loss_plot import plot_llamafactory_loss
 from runs.result import (COMPLETED, DATA_FINGERPRINT, DATA_SEED, OBJECTIVE, OBJECTIVE_NAME, PEAK_GPU_MEMORY_MB, PRUNED, SAMPLES_TRAINED,
                          SPLIT_FINGERPRINT, STATUS, TRAIN_SEED, read_result, write_result)
+from runs.budget import budget_warnings, check_budget, plan_budget
+from runs.schema import check_config, check_lora_rank
 from runs.smoothing import default_time_constant, objective_from_metrics
-from sft.budget import budget_warnings, check_budget, plan_budget
 from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
-from sft.checks import check_config
 from sft.ending import ending_recorded
 from sft.errors import ConfigError, TrainingFailed, TrainingInterrupted
 from sft.interruption import StopOnSignal
@@ -129,9 +129,10 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
     if compiled:
         compile_decoder_layers(model, cache_dir)
     check_vocab(tokenizer, model)
+    check_lora_rank(cfg.lora.rank, model.config.hidden_size, cfg.model.name_or_path)
 
     budget = plan_budget(cfg.trainer, len(batching.train), batching.samples_per_row)
-    check_budget(cfg, budget)
+    check_budget(cfg.trainer, budget)
     for warning in budget_warnings(cfg, budget):
         log.warning("%s", warning)
     stream = StreamSampler(len(batching.train), budget["rows"], data_seed, bool(cfg.trainer.shuffle))

@@ -8,11 +8,10 @@ from typing import Any
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import CategoricalDistribution
 
 from runs import attrs
-from sweeper.preflight import SpaceExtender
-from sweeper.search_space import SearchSpace, SearchSpaceError, flatten_params
+from sweeper.preflight import SpaceExtender, check_remedy
+from sweeper.search_space import SearchSpace, flatten_params
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +44,6 @@ def enqueue_ablations(
             continue
         study.enqueue_trial(params=remedy, user_attrs={attrs.ABLATION: name})
         queued += 1
-
-
-def check_remedy(name: str, remedy: Mapping[str, Any], space: SearchSpace, extender: SpaceExtender | None) -> None:
-    for key, value in remedy.items():
-        distribution = space.distributions.get(key)
-        if distribution is None and extender is None:
-            raise SearchSpaceError(
-                f"hydra.sweeper.ablations.{name} sets {key}, which is not in the search space; "
-                f"add {key} to hydra.sweeper.params or drop it from the ablation"
-            )
-        if isinstance(distribution, CategoricalDistribution) and value not in distribution.choices:
-            raise SearchSpaceError(
-                f"hydra.sweeper.ablations.{name} sets {key}={value!r}, which is not one of its choices "
-                f"{list(distribution.choices)}; add it to the choice() or change the ablation"
-            )
 
 
 def _base_value(config: DictConfig, key: str) -> Any:

@@ -32,7 +32,7 @@ def notes_space(cfg: DictConfig, trial: Trial) -> dict[str, Any]:
 
 
 def effective_batch(cfg: DictConfig) -> int:
-    return int(cfg.trainer.per_device_batch_size) * int(cfg.trainer.gradient_accumulation_steps)
+    return cfg.trainer.per_device_batch_size * cfg.trainer.gradient_accumulation_steps
 
 
 def accumulation_for(effective: int, batch: int) -> int:

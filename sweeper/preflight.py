@@ -1,7 +1,9 @@
 """Checks a sweep makes before it touches the study, so a mistake fails once, in seconds, with the fix,
-instead of in every trial: the search space is not empty and composes with the config, the seed key
-exists for repeats, the custom search space imports, the sampler's extra package is installed, and every
-probed trial reports its loss often enough for the pruner to act before its budget ends."""
+instead of in every trial: the search space is not empty, composes with the config and stays inside the
+training schema (runs.schema) at every choice and both ends of every interval, the ablation's values do
+too, the seed key exists for repeats, the custom search space imports, the sampler's extra package is
+installed, and every probed trial reports its loss often enough for the pruner to act before its budget
+ends (runs.budget: the arithmetic training plans its reports by)."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,13 +15,16 @@ from hydra.errors import HydraException
 from hydra.types import HydraContext
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from omegaconf.errors import OmegaConfBaseException
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial
 
-from sft.budget import known_budget, world_size
+from runs.budget import ReportPlan, report_plan as trainer_report_plan
+from runs.errors import ConfigError
+from runs.schema import TrainConfig, check_config, explain
 from sweeper.errors import SweepError
 from sweeper.overrides import override_key, render_override
-from sweeper.search_space import SearchSpace, SearchSpaceError
+from sweeper.search_space import SearchSpace, SearchSpaceError, flatten_params
 
 SAMPLER_PACKAGES = {"CmaEsSampler": "cmaes", "GPSampler": "scipy"}  # imported by Optuna only when sampling
 
@@ -73,27 +78,86 @@ def check_sampler_package(sampler_target: str) -> None:
 
 def check_space_composes(hydra_context: HydraContext, config: DictConfig, space: SearchSpace) -> list[DictConfig]:
     """Composes the config with the fixed overrides and each parameter at its bounds (every choice of
-    a categorical, one at a time), so a wrong key or group option fails now, before the study is
-    touched, rather than in every trial. Returns each probe's composed config."""
+    a categorical, one at a time), and checks each against the training schema, so a wrong key, a group
+    option, a value of the wrong type or out of range fails now, before the study is touched, rather than
+    in every trial. Returns each probe's composed config."""
     base = {name: _probe_values(distribution)[0] for name, distribution in space.distributions.items()}
     probes = [base] + [
         {**base, name: value}
         for name, distribution in space.distributions.items()
         for value in _probe_values(distribution)[1:]
     ]
-    composed = []
-    for probe in probes:
-        overrides = space.fixed + [render_override(name, value) for name, value in probe.items()]
-        try:
-            trial_config = hydra_context.config_loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
-            composed.append(trial_config)
-        except HydraException as error:
+    return [
+        compose_trial(hydra_context, config, space.fixed + [render_override(name, value) for name, value in probe.items()],
+                      "the search space (hydra.sweeper.params and the sweep's overrides)")
+        for probe in probes
+    ]
+
+
+def check_ablations(
+    hydra_context: HydraContext, config: DictConfig, space: SearchSpace, extender: SpaceExtender | None, ablations: Mapping[str, Any] | None
+) -> None:
+    """Each remedy of the ablation sets parameters of the space, gives each a value its distribution holds
+    (one of a choice(), a number for an interval), and on top of the base config composes and stays inside
+    the schema, before the study is touched: a bad remedy would otherwise fail after the trials before it."""
+    for name, remedy in (ablations or {}).items():
+        settings = flatten_params(remedy)
+        check_remedy(name, settings, space, extender)
+        for key, value in settings.items():
+            distribution = space.distributions.get(key)
+            if isinstance(distribution, (FloatDistribution, IntDistribution)) and not _is_number(value, distribution):
+                kind = "an integer" if isinstance(distribution, IntDistribution) else "a number"
+                raise SearchSpaceError(
+                    f"hydra.sweeper.ablations.{name} sets {key}={value!r}, but {key} is searched as {kind} "
+                    f"in [{distribution.low}, {distribution.high}]: give {kind}"
+                )
+        compose_trial(hydra_context, config, space.fixed + [render_override(key, value) for key, value in settings.items()],
+                      f"hydra.sweeper.ablations.{name}")
+
+
+def check_remedy(name: str, remedy: Mapping[str, Any], space: SearchSpace, extender: SpaceExtender | None) -> None:
+    """A remedy sets parameters of the space (or ones the custom search space may set), each choice one of its choice()."""
+    for key, value in remedy.items():
+        distribution = space.distributions.get(key)
+        if distribution is None and extender is None:
             raise SearchSpaceError(
-                f"the search space's overrides do not compose with the config: {error}\n  overrides: {overrides}\n"
-                f"Check the keys in hydra.sweeper.params (group choices are written `scheduler: choice(...)`, "
-                f"values `optimizer.lr: ...`)"
-            ) from None
-    return composed
+                f"hydra.sweeper.ablations.{name} sets {key}, which is not in the search space; "
+                f"add {key} to hydra.sweeper.params or drop it from the ablation"
+            )
+        if isinstance(distribution, CategoricalDistribution) and value not in distribution.choices:
+            raise SearchSpaceError(
+                f"hydra.sweeper.ablations.{name} sets {key}={value!r}, which is not one of its choices "
+                f"{list(distribution.choices)}; add it to the choice() or change the ablation"
+            )
+
+
+def compose_trial(hydra_context: HydraContext, config: DictConfig, overrides: list[str], source: str) -> DictConfig:
+    """A trial's config as its job will compose it, checked against the training schema when the app is
+    train.py (its root is runs.schema.TrainConfig); refused in one line that names where the overrides
+    came from."""
+    try:
+        trial_config = hydra_context.config_loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise SearchSpaceError(
+            f"the overrides of {source} do not compose with the config: {explain(error)}. Overrides: {' '.join(overrides)}. "
+            "Check the keys (group choices are written `scheduler: choice(...)`, values `optimizer.lr: ...`) and the values"
+        ) from None
+    if _is_training_config(trial_config):
+        try:
+            check_config(trial_config)
+        except ConfigError as error:
+            raise SearchSpaceError(f"{source} reaches a setting the schema refuses: {error}. Overrides: {' '.join(overrides)}") from None
+    return trial_config
+
+
+def _is_training_config(config: DictConfig) -> bool:
+    return OmegaConf.get_type(config) is TrainConfig
+
+
+def _is_number(value: Any, distribution: BaseDistribution) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or not isinstance(distribution, IntDistribution)
 
 
 def _probe_values(distribution: BaseDistribution) -> list[Any]:
@@ -113,15 +177,6 @@ class PrunerNeeds:
     reports: int
     setting: str
     reports_setting: str | None = None
-
-
-@dataclass(frozen=True)
-class ReportPlan:
-    """The samples seen at each report of one trial to its pruner, from its budget and logging interval."""
-
-    points: list[int]
-    budget: int
-    interval: str
 
 
 def check_report_points(config: DictConfig, probes: list[DictConfig]) -> None:
@@ -176,24 +231,6 @@ def report_plan(config: DictConfig) -> ReportPlan | None:
     return trainer_report_plan(trainer)
 
 
-def trainer_report_plan(trainer: DictConfig) -> ReportPlan | None:
-    """report_plan from the `trainer` node alone, on the budget the recipe plans (sft.budget)."""
-    planned = known_budget(trainer)
-    if planned is None:
-        return None
-    batch, accumulation = int(trainer.per_device_batch_size), int(trainer.gradient_accumulation_steps)
-    per_step = batch * accumulation * world_size()
-    budget, steps = planned["samples"], planned["steps"]
-    every = int(trainer.logging_steps) * max(1, int(trainer.report_every))
-    points = [min(step * per_step, budget) for step in range(every, steps + 1, every)]
-    interval = (
-        f"every {every * per_step} samples: trainer.logging_steps={trainer.logging_steps} x "
-        f"trainer.per_device_batch_size={batch} x trainer.gradient_accumulation_steps={accumulation} x "
-        f"trainer.report_every={trainer.report_every}"
-    )
-    return ReportPlan(points, budget, interval)
-
-
 def _enough(needs: PrunerNeeds, plan: ReportPlan) -> bool:
     return len(plan.points) >= needs.reports and plan.points[-1] >= needs.first
 
@@ -211,7 +248,7 @@ def _refusal(needs: PrunerNeeds, plan: ReportPlan) -> str:
 def _fix(needs: PrunerNeeds, configs: list[DictConfig]) -> str:
     """The largest trainer.logging_steps that gives the pruner enough reports in every one of `configs`,
     else the other ways out."""
-    for lower in range(max(int(config.trainer.logging_steps) for config in configs) - 1, 0, -1):
+    for lower in range(max(config.trainer.logging_steps for config in configs) - 1, 0, -1):
         plans = [trainer_report_plan(OmegaConf.merge(config.trainer, {"logging_steps": lower})) for config in configs]
         if all(plan is not None and _enough(needs, plan) for plan in plans):
             return (

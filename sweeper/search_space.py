@@ -24,6 +24,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from sweeper.errors import SweepError
 from sweeper.overrides import override_key, render_override
 
+SUPPORTED_TAGS = ("log",)
 SUPPORTED_FORMS = (
     "choice(a, b), range(low, high[, step]), interval(low, high), int(interval(low, high)), "
     "tag(log, interval(low, high))"
@@ -132,6 +133,12 @@ def to_distribution(override: Override) -> BaseDistribution:
         if all(isinstance(number, int) for number in (low, stop, step)):
             return IntDistribution(int(low), int(high), step=int(step))
         return FloatDistribution(float(low), float(high), step=float(step))
+    unknown_tags = sorted(set(getattr(value, "tags", ())) - set(SUPPORTED_TAGS))
+    if unknown_tags:
+        raise SearchSpaceError(
+            f"{name}: unknown tag {', '.join(unknown_tags)} in {override.input_line.split('=', 1)[1]!r}; the sweeper knows "
+            f"tag(log, ...) only (a log-uniform range); drop the tag for a uniform one"
+        )
     if isinstance(value, IntervalSweep):
         log = "log" in value.tags
         _check_bounds(name, "interval", value.start, value.end, log=log)

@@ -136,6 +136,7 @@ class StudyLoop:
         preflight.check_not_empty(space, extender)
         preflight.check_seed_key(self.config, space, self.repeats, self.seed_key)
         probes = preflight.check_space_composes(self.hydra_context, self.config, space)
+        preflight.check_ablations(self.hydra_context, self.config, space, extender, self.ablations)
         preflight.check_report_points(self.config, probes)
         devices = plan_devices(
             str(self.config.hydra.launcher._target_), visible_gpus(self.gpus), self.n_jobs * self.repeats,

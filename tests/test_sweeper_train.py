@@ -24,7 +24,8 @@ def wandb_summary(run_dir: Path) -> dict:
 
 def test_notes_sweep_runs_the_ablation_first_with_wandb_runs_grouped_by_study(tmp_path, cache_dir):
     result = run_train(["sweep=notes_quickstart", "experiment=quickstart", "hydra.sweeper.n_trials=3",
-                        "trainer.max_samples_seen=80", "task.val_size=0", "logger=wandb"], tmp_path, cache_dir)
+                        # logging every 2 steps: the ablation's more_accumulation (64 samples a step) logs within 80 samples
+                        "trainer.max_samples_seen=80", "trainer.logging_steps=2", "task.val_size=0", "logger=wandb"], tmp_path, cache_dir)
     console = result.stdout + result.stderr
     assert "FutureWarning" not in console and "TrialReporter" not in console  # one short launch line per trial
     study = optuna.load_study(study_name="notes-demo-tiny", storage=f"sqlite:///{tmp_path}/sweeps/notes-demo-tiny.db")
@@ -49,8 +50,8 @@ def test_notes_sweep_runs_the_ablation_first_with_wandb_runs_grouped_by_study(tm
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_refuses_other_data(tmp_path, cache_dir):
     command = ["-m", "hydra/sweeper=lorasweep", "hydra/sweeper/lorasweep_sampler=grid", "experiment=quickstart",
-               "trainer.max_samples_seen=48", "task.val_size=0", "optimizer.lr=choice(1e30, 2e-3)", "hydra.sweeper.n_trials=2",
-               "hydra.sweeper.study_name=diverge", "hydra.sweeper.max_failure_rate=0.5"]
+               "trainer.max_samples_seen=48", "task.val_size=0", "optimizer.lr=choice(1e30, 2e-3)", "optimizer.allow_any_lr=true",
+               "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=diverge", "hydra.sweeper.max_failure_rate=0.5"]
     run_train(command, tmp_path, cache_dir)
     study = optuna.load_study(study_name="diverge", storage=f"sqlite:///{tmp_path}/sweeps/diverge.db")
     by_lr = {t.params["optimizer.lr"]: t for t in study.get_trials()}

@@ -13,8 +13,8 @@ import pytest
 from conftest import ROOT, compose_train, run_train, signal_while_importing
 from omegaconf import OmegaConf
 
+from runs.schema import check_config
 from runs.smoothing import objective_from_metrics
-from sft.checks import check_config
 from sft.errors import ConfigError
 
 TINY = ["model=tiny", "task=demo", "task.max_samples=120", "task.cutoff_len=128", "optimizer.lr=2e-3",
@@ -159,7 +159,7 @@ def test_a_stop_signal_after_the_last_step_leaves_the_run_completed(tmp_path, ca
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sent, exit_code", [("SIGUSR2", 1), ("SIGTERM", 130)])
+@pytest.mark.parametrize("sent, exit_code", [("SIGUSR2", 130), ("SIGTERM", 130)])
 def test_a_stop_signal_while_train_py_imports_ends_the_run_with_that_signal_as_reason(tmp_path, cache_dir, sent, exit_code):
     """SLURM's warning before a time limit (or a preemption's SIGTERM) can land while the job still imports
     torch and transformers: noted, it ends the run before its first step with result.json saying so, and
@@ -195,7 +195,7 @@ def test_a_stop_signal_checkpoints_and_the_same_command_resumes_the_same_curve(t
         time.sleep(0.2)
     job.send_signal(signal.SIGUSR2)
     _, stderr = job.communicate(timeout=600)
-    assert job.returncode == 1, stderr[-3000:]
+    assert job.returncode == 130, stderr[-3000:]
     result = json.loads((stopped / "result.json").read_text())
     assert result["status"] == "interrupted" and "SIGUSR2" in result["reason"]
     step = result["seen"]["steps"]
@@ -216,7 +216,7 @@ def test_nan_loss_fails_the_run_with_its_reason(tmp_path, cache_dir):
     # frozen tied head keep the logits bounded.
     result = run_train([*TINY, "trainer.max_steps=20", "optimizer.eps=1e-50", f"hydra.run.dir={run_dir}"],
                        tmp_path, cache_dir, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     saved = json.loads((run_dir / "result.json").read_text())
     assert saved["status"] == "failed" and saved["objective"] is None
     assert "loss became nan" in saved["reason"] or "loss became inf" in saved["reason"]
@@ -227,7 +227,7 @@ def test_nan_loss_fails_the_run_with_its_reason(tmp_path, cache_dir):
 def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, cache_dir):
     run_dir = tmp_path / "bad"
     result = run_train([*TINY, "task.dataset=[nope]", f"hydra.run.dir={run_dir}"], tmp_path, cache_dir, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown dataset 'nope'" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert json.loads((run_dir / "result.json").read_text())["status"] == "failed"
@@ -238,7 +238,7 @@ def test_a_budget_shorter_than_one_logging_interval_is_refused_before_torch_is_i
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "LORASWEEP_CACHE": str(cache_dir)}
     result = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "train.py"), *TINY, "trainer.max_samples_seen=4",
                              f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "set trainer.logging_steps=1 or less" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert not [line for line in result.stderr.splitlines() if line.rsplit("|", 1)[-1].strip() == "torch"]
@@ -272,14 +272,14 @@ def test_a_plain_rerun_of_a_finished_run_trains_again(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optimizer.lr=-1e-5", "optimizer.lr=-1e-05 must be > 0"),
-        ("optimizer.weight_decay=-0.01", "weight_decay=-0.01 must be >= 0"),
-        ("trainer.per_device_batch_size=0", "per_device_batch_size=0 must be >= 1"),
-        ("scheduler.name=exponential", "unknown scheduler 'exponential'"),
+        ("optimizer.lr=-1e-5", "optimizer.lr=-1e-05 is not allowed: optimizer.lr takes a number > 0"),
+        ("optimizer.weight_decay=-0.01", "weight_decay=-0.01 is not allowed: optimizer.weight_decay takes a number >= 0"),
+        ("trainer.per_device_batch_size=0", "per_device_batch_size=0 is not allowed: trainer.per_device_batch_size takes an integer >= 1"),
+        ("scheduler.name=exponential", "scheduler.name='exponential' is not allowed: scheduler.name takes one of linear | cosine"),
         ("trainer.epochs=0", "no training budget"),
         ("objective=eval_loss", "needs an eval split"),
         ("trainer.max_samples_seen=16", r"shorter than one logging interval .* set trainer.logging_steps=4 or less"),
-        ("task.data_seed=null", "task.data_seed=None must be an integer"),
+        ("task.data_seed=-1", "task.data_seed=-1 is not allowed: task.data_seed takes an integer >= 0 and < 4294967296"),
     ],
 )
 def test_impossible_settings_are_refused(override, message):
@@ -330,6 +330,6 @@ def test_local_model_dir_and_wandb_offline_run_carry_the_config(tmp_path, cache_
 def test_a_hub_model_that_cannot_be_reached_gives_a_clear_error(tmp_path, cache_dir):
     result = run_train(["model=qwen2.5-0.5b-instruct", f"hydra.run.dir={tmp_path / 'hub'}"], tmp_path, cache_dir, check=False,
                        extra_env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "could not load 'Qwen/Qwen2.5-0.5B-Instruct'" in result.stderr + result.stdout
     assert "hf download" in result.stderr + result.stdout and "model.name_or_path=DIR" in result.stderr + result.stdout

@@ -13,7 +13,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from runs.exits import EXIT_INTERRUPTED, exit_refused
+from runs.exits import EXIT_INTERRUPTED, refuse
 from sweeper.config import register_configs
 from sweeper.errors import SweepError
 
@@ -29,7 +29,7 @@ class LorasweepSweeper(Sweeper):
         try:
             self._loop = StudyLoop(**settings)
         except SweepError as error:
-            exit_refused(str(error))
+            refuse(str(error))
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self._loop.setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -38,6 +38,6 @@ class LorasweepSweeper(Sweeper):
         try:
             self._loop.sweep(arguments)
         except SweepError as error:
-            exit_refused(str(error))
+            refuse(str(error))
         except KeyboardInterrupt:
             raise SystemExit(EXIT_INTERRUPTED) from None
