@@ -12,6 +12,7 @@ import torch
 from transformers import Trainer
 
 from sft.callbacks import SeenCounter
+from sft.checkpoints import AtomicCheckpoints
 from sft.collate import IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, model_inputs
 from sft.lora_dropout import LayoutSlot
 from sft.stream import SAMPLE_IDS_KEY, StreamSampler
@@ -33,7 +34,7 @@ def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return keep, next_labels[keep]
 
 
-class SFTTrainer(Trainer):
+class SFTTrainer(AtomicCheckpoints, Trainer):
     def __init__(self, *args: Any, counter: SeenCounter, stream: StreamSampler, layout_slot: LayoutSlot | None = None, **kwargs: Any) -> None:
         """layout_slot: the slot of the model's PaddedLayoutDropout modules (sft.lora_dropout), if it has them."""
         super().__init__(*args, **kwargs)
