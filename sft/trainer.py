@@ -34,6 +34,15 @@ def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return keep, next_labels[keep]
 
 
+def slices_logits_by_mask() -> bool:
+    """Whether transformers' causal LMs take logits_to_keep as a [batch, length] boolean mask (its
+    slice_logits_to_keep, transformers 5.21); earlier releases index the hidden states with it as positions
+    and fail at the first step (IndexError in modeling_qwen2), so training there computes every logit."""
+    import transformers.modeling_utils
+
+    return hasattr(transformers.modeling_utils, "slice_logits_to_keep")
+
+
 class SFTTrainer(AtomicCheckpoints, Trainer):
     def __init__(self, *args: Any, counter: SeenCounter, stream: StreamSampler, layout_slot: LayoutSlot | None = None, **kwargs: Any) -> None:
         """layout_slot: the slot of the model's PaddedLayoutDropout modules (sft.lora_dropout), if it has them."""
@@ -54,7 +63,7 @@ class SFTTrainer(AtomicCheckpoints, Trainer):
 
         model = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
         takes_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
-        return (takes_logits_to_keep and self.model_accepts_loss_kwargs and not self.args.use_liger_kernel
+        return (takes_logits_to_keep and slices_logits_by_mask() and self.model_accepts_loss_kwargs and not self.args.use_liger_kernel
                 and self.label_smoother is None and self.compute_loss_func is None)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> StreamSampler:
