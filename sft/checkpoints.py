@@ -75,8 +75,8 @@ def staged_checkpoint(run_dir: Path, step: int) -> Iterator[Path]:
     staging = run_dir / STAGING_DIR
     name = f"checkpoint-{step}"
     shutil.rmtree(staging, ignore_errors=True)  # what a save killed midway left
-    staging.mkdir(parents=True)
     try:
+        staging.mkdir(parents=True)
         yield staging
         _fsync_tree(staging / name)
     except Exception as error:
