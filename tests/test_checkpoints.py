@@ -18,6 +18,9 @@ from conftest import compose_train
 from runs.jsonl import read_jsonl
 from sft.checkpoints import STAGING_DIR, CheckpointDiskFull, checkpoint_problem, rotate_checkpoints, staged_checkpoint
 
+# the tests that copy the one trained run: one pytest-xdist worker trains it for them all
+reads_finished_run = pytest.mark.xdist_group("checkpoints_finished_run")
+
 # checkpoints at steps 2, 4 and 6, a training loss logged at each
 RUN = ["model=tiny", "task=demo", "task.max_samples=120", "task.cutoff_len=128", "trainer.per_device_batch_size=4",
        "trainer.logging_steps=2", "trainer.save_steps=2", "trainer.max_steps=6"]
@@ -89,6 +92,7 @@ def assert_same_curve(run_dir: Path, reference: Path) -> None:
 
 
 @pytest.mark.slow
+@reads_finished_run
 @pytest.mark.parametrize("damaged", ["trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"])
 def test_each_file_a_resume_reads_is_checked(finished, tmp_path, damaged):
     checkpoint = tmp_path / "checkpoint-6"
@@ -103,6 +107,7 @@ def test_each_file_a_resume_reads_is_checked(finished, tmp_path, damaged):
 
 
 @pytest.mark.slow
+@reads_finished_run
 @pytest.mark.parametrize("damaged", ["adapter_model.safetensors", "optimizer.pt"])
 def test_a_resume_skips_a_truncated_checkpoint_and_continues_from_the_last_good_one(finished, tmp_path, recipe_env, caplog, damaged):
     from sft.train import run_training
@@ -136,6 +141,7 @@ def resize(disk: Path, size_bytes: int) -> None:
 
 
 @pytest.mark.slow
+@reads_finished_run
 def test_a_full_disk_during_a_save_fails_the_run_and_a_resume_continues_from_the_last_good_checkpoint(
         finished, tmp_path, recipe_env, caplog, small_disk):
     """On a tmpfs with room for the run's logs and one checkpoint and a half; where no tmpfs can be mounted,
