@@ -4,6 +4,8 @@
 # on 127.0.0.1 with password auth. Debian 12, as root. Safe to run again: what already runs is kept.
 #
 #   bash .ci/services.sh [ENV_FILE]       # default ENV_FILE: .ci/services.env
+#   bash .ci/services.sh stop [ENV_FILE]  # stops the daemons this script started (not those it found
+#                                         # running), newest first, and removes ENV_FILE
 #
 # ENV_FILE then holds what the tests read (source it with `set -a; . ENV_FILE; set +a`):
 #   LORASWEEP_TEST_PG_URL=...       a PostgreSQL URL without the password ...
@@ -11,8 +13,11 @@
 # (the tests find SLURM themselves: sinfo and sacct answer)
 set -euo pipefail
 
+MODE=start
+if [ "${1:-}" = stop ]; then MODE=stop; shift; fi
 ENV_FILE=${1:-"$(cd "$(dirname "$0")" && pwd)/services.env"}
 STATE=/var/lib/lorasweep-ci                  # generated secrets, the PostgreSQL data dir, logs
+STARTED=$STATE/started                       # the daemons this script started, one a line, oldest first
 CLUSTER=lorasweep-ci
 PG_PORT=${LORASWEEP_CI_PG_PORT:-55432}
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -34,6 +39,53 @@ wait_for() {
 }
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages and starts daemons)"
+
+started() {  # started NAME: notes that this script started daemon NAME, for `stop`
+    grep -qx "$1" "$STARTED" 2>/dev/null || echo "$1" >>"$STARTED"
+}
+
+# stop_pid NAME PIDFILE: ends the daemon whose pid PIDFILE holds and waits until it has exited
+stop_pid() {
+    local pid
+    pid=$(cat "$2" 2>/dev/null) || { say "$1: no pid file $2, not running"; return 0; }
+    if kill "$pid" 2>/dev/null; then
+        wait_for $WAIT_S "$1 to stop" sh -c "! kill -0 $pid"
+    fi
+    rm -f "$2"
+}
+
+stop_one() {
+    case $1 in
+        postgres) runuser -u postgres -- $PG_BIN/pg_ctl -D "$PG_DATA" -m fast -w -t $WAIT_S stop >/dev/null \
+                      || say "postgres: pg_ctl stop failed (not running?)" ;;
+        slurmd) stop_pid slurmd /run/slurmd.pid ;;
+        slurmctld) stop_pid slurmctld /run/slurmctld.pid ;;
+        slurmdbd) stop_pid slurmdbd /run/slurmdbd.pid ;;
+        mariadb) mariadb-admin shutdown 2>/dev/null || say "mariadb: not running" ;;
+        munge) stop_pid munged /run/munge/munged.pid ;;
+        *) say "unknown entry '$1' in $STARTED, left alone" ;;
+    esac
+}
+
+stop_services() {
+    if [ ! -s "$STARTED" ]; then
+        say "nothing to stop: this script started no daemon ($STARTED is empty or absent)"
+    else
+        local name
+        for name in $(tac "$STARTED"); do
+            say "stopping $name"
+            stop_one "$name"
+        done
+        rm -f "$STARTED"
+    fi
+    rm -f "$ENV_FILE"
+    say "stopped; removed $ENV_FILE"
+}
+
+if [ $MODE = stop ]; then
+    stop_services
+    exit 0
+fi
 
 install_packages() {
     local missing=()
@@ -60,6 +112,7 @@ start_munge() {
     [ -s /etc/munge/munge.key ] || { mungekey --create --keyfile=/etc/munge/munge.key && chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key; }
     install -d -o munge -g munge -m 755 /run/munge
     runuser -u munge -- munged
+    started munge
     wait_for $WAIT_S "munged (see /var/log/munge/munged.log)" sh -c 'munge -n | unmunge'
 }
 
@@ -68,6 +121,7 @@ start_mariadb() {
     install -d -o mysql -g mysql /run/mysqld
     [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
     nohup mariadbd --user=mysql --bind-address=127.0.0.1 --port=3306 >"$STATE/mariadb.log" 2>&1 &
+    started mariadb
     wait_for $WAIT_S "MariaDB (see $STATE/mariadb.log)" mariadb-admin ping
 }
 
@@ -94,6 +148,7 @@ EOF
     write_slurm_conf  # sacctmgr finds slurmdbd through it
     if ! sacctmgr -n list cluster >/dev/null 2>&1; then
         slurmdbd
+        started slurmdbd
         wait_for $WAIT_S "slurmdbd (see /var/log/slurm/slurmdbd.log)" sacctmgr -n list cluster
     fi
     sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
@@ -151,9 +206,10 @@ EOF
 start_slurm() {
     if ! scontrol ping 2>/dev/null | grep -q UP; then
         slurmctld
+        started slurmctld
         wait_for $WAIT_S "slurmctld (see /var/log/slurm/slurmctld.log)" sh -c 'scontrol ping | grep -q UP'
     fi
-    pgrep -F /run/slurmd.pid >/dev/null 2>&1 || slurmd
+    pgrep -F /run/slurmd.pid >/dev/null 2>&1 || { slurmd && started slurmd; }
     wait_for $WAIT_S "the SLURM node (sinfo; see /var/log/slurm/slurmd.log)" node_ready
 }
 
@@ -179,6 +235,7 @@ start_postgres() {
         runuser -u postgres -- $PG_BIN/pg_ctl -D "$PG_DATA" -l "$STATE/pglog/postgres.log" -w -t $WAIT_S start \
             -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k /tmp" >/dev/null \
             || die "PostgreSQL did not start (see $STATE/pglog/postgres.log)"
+        started postgres
     fi
     (umask 077 && echo "127.0.0.1:$PG_PORT:*:postgres:$password" >"$STATE/pgpass")
     export PGPASSFILE=$STATE/pgpass

@@ -350,26 +350,31 @@ def _cuda() -> bool:
 
 
 def find_checkpoint(resume: Any, run_dir: Path) -> str | None:
-    """trainer.resume: false; true (this run dir's last checkpoint, if it has one yet: a new trial of a
-    sweep with resume=true starts from step 0); or a run dir / checkpoint path, which must hold one."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """trainer.resume: false; true (this run dir's last good checkpoint, if it has one yet: a new trial of a
+    sweep with resume=true starts from step 0); or a run dir / checkpoint path, which must hold a good one.
+    A checkpoint whose files do not load (a save cut short) is skipped with a warning (sft.checkpoints)."""
+    from sft.checkpoints import CHECKPOINT_NAME, checkpoint_problem, last_good_checkpoint
 
     if resume in (False, None, "false"):
         return None
     target = run_dir if resume in (True, "true") else Path(str(resume))
     if not target.is_dir():
         raise ConfigError(f"trainer.resume={resume}: {target} is not a directory (give a run dir or a checkpoint-N dir)")
-    if target.name.startswith("checkpoint-") and (target / "trainer_state.json").is_file():
+    if CHECKPOINT_NAME.match(target.name):
+        problem = checkpoint_problem(target)
+        if problem:
+            raise ConfigError(f"trainer.resume={resume}: {target} cannot be resumed: {problem}; give its run dir to resume "
+                              "from the last good checkpoint, or an earlier checkpoint-N")
         return str(target)
-    last = get_last_checkpoint(str(target))
+    last = last_good_checkpoint(target)
     if last is None and target == run_dir:
-        log.info("trainer.resume=%s: no checkpoint in %s yet, training from step 0", resume, run_dir)
+        log.info("trainer.resume=%s: no good checkpoint in %s yet, training from step 0", resume, run_dir)
     elif last is None:
         raise ConfigError(
-            f"trainer.resume={resume}: no checkpoint-N dir in {target}; resume needs a run that saved one "
+            f"trainer.resume={resume}: no good checkpoint-N dir in {target}; resume needs a run that saved one "
             "(trainer.save_steps) and the same hydra.run.dir"
         )
-    return last
+    return str(last) if last else None
 
 
 def checkpoint_step(checkpoint: str) -> int:

@@ -12,6 +12,7 @@ import torch
 from transformers import Trainer
 
 from sft.callbacks import SeenCounter
+from sft.checkpoints import AtomicCheckpoints
 from sft.collate import (IGNORE_INDEX, LABEL_POSITIONS_KEY, NEXT_LABELS_KEY, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY,
                           TRAINER_KEYS, model_inputs)
 from sft.lora_dropout import LayoutSlot
@@ -31,7 +32,17 @@ def loss_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     return {**model_inputs(inputs), "logits_to_keep": inputs[LABEL_POSITIONS_KEY], "shift_labels": inputs[NEXT_LABELS_KEY]}
 
 
-class SFTTrainer(Trainer):
+def slices_logits_per_row() -> bool:
+    """Whether transformers' causal LMs take logits_to_keep as a [batch, positions] index, each row its own
+    positions (its slice_logits_to_keep, transformers 5.21); earlier releases index every row's hidden
+    states with the whole tensor (an IndexError or logits of the wrong shape at the first step), so
+    training there computes every logit."""
+    import transformers.modeling_utils
+
+    return hasattr(transformers.modeling_utils, "slice_logits_to_keep")
+
+
+class SFTTrainer(AtomicCheckpoints, Trainer):
     def __init__(self, *args: Any, counter: SeenCounter, stream: StreamSampler, layout_slot: LayoutSlot | None = None, **kwargs: Any) -> None:
         """layout_slot: the slot of the model's PaddedLayoutDropout modules (sft.lora_dropout), if it has them."""
         super().__init__(*args, **kwargs)
@@ -44,14 +55,14 @@ class SFTTrainer(Trainer):
         self.non_embedding_parameters = self.model.num_parameters(exclude_embeddings=True) if hasattr(self.model, "num_parameters") else None
 
     def _can_keep_label_logits_only(self) -> bool:
-        """Whether training may ask the model for the logits of label positions only (logits_to_keep as a
-        mask, the next-token labels as shift_labels): the model's forward must take both (transformers'
+        """Whether training may ask the model for the logits of label positions only (logits_to_keep as an
+        index of them, the next-token labels as shift_labels): the model's forward must take both (transformers'
         causal LMs do) and nothing else may compute the loss (Liger's fused kernel, a label smoother)."""
         from peft import PeftModel
 
         model = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
         takes_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
-        return (takes_logits_to_keep and self.model_accepts_loss_kwargs and not self.args.use_liger_kernel
+        return (takes_logits_to_keep and slices_logits_per_row() and self.model_accepts_loss_kwargs and not self.args.use_liger_kernel
                 and self.label_smoother is None and self.compute_loss_func is None)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> StreamSampler:

@@ -135,22 +135,23 @@ def test_padding_free_lora_forward_backward_matches_padded_gradients():
 @pytest.mark.parametrize("collator", [PaddedCollator(pad_token_id=PAD), PaddingFreeCollator()])
 def test_trainer_loss_on_label_logits_only_matches_the_full_loss_and_gradients(tmp_path, collator):
     """SFTTrainer projects to the vocabulary at label positions only; the loss and every LoRA gradient
-    must be those of the model's own loss over all logits."""
+    must be those of the model's own loss over all logits. Before transformers 5.21 (no boolean logits_to_keep
+    mask) it projects every position, and the comparison is of the full loss with itself."""
     from transformers import TrainingArguments
 
     from sft.callbacks import SeenCounter
     from sft.stream import StreamSampler
-    from sft.trainer import SFTTrainer
+    from sft.trainer import SFTTrainer, slices_logits_per_row
 
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
     model = get_peft_model(tiny_qwen2(SDPA_VARLEN), lora).train()
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=True)
     trainer = SFTTrainer(model=model, args=args, counter=SeenCounter(), stream=StreamSampler(1, 1, 0, False))
-    assert trainer.logits_at_labels_only
+    assert trainer.logits_at_labels_only == slices_logits_per_row()
     batch = {key: value for key, value in collator(make_examples(LENGTHS)).items() if key not in TRAINER_KEYS}
     items = int((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
     losses, gradients = [], []
-    for label_logits_only in (False, True):
+    for label_logits_only in (False, slices_logits_per_row()):
         trainer.logits_at_labels_only = label_logits_only
         model.zero_grad()
         loss = trainer.compute_loss(model, batch, num_items_in_batch=torch.tensor(items))
