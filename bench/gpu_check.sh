@@ -24,6 +24,9 @@
 #       fsspec rich markdown-it-py mdurl pygments matplotlib contourpy cycler fonttools kiwisolver pyparsing \
 #       pillow tiktoken regex filelock tqdm pandas tzdata
 #   python3 -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3   # source only on the index; pure Python
+# Training projects the vocabulary at the label positions only with transformers 5.21 or newer (older releases
+# compute every logit, and the figures then measure that): where the machine has an older one, bring
+# transformers==5.25.0 (and its huggingface-hub, tokenizers and safetensors) in .whl/ too.
 #
 #   bash bench/gpu_check.sh                                      # every mode
 #   bash bench/gpu_check.sh --modes padding-free --profile      # arguments go to bench.throughput
