@@ -9,6 +9,7 @@ from __future__ import annotations
 import optuna
 from optuna.pruners import BasePruner, NopPruner
 
+from runs import attrs
 from runs.storage import process_storage
 from sweeper.storage import storage_url_from_env
 
@@ -33,10 +34,17 @@ class TrialReporter:
         )
         self._trial = optuna.trial.Trial(study, trial_id)
         self._report_values = report_values
+        self._paired: list[list] = list(self._trial.user_attrs.get(attrs.PAIRED_LOSSES, []))
 
-    def report(self, value: float, step: int) -> None:
-        if self._report_values:
-            self._trial.report(float(value), int(step))
+    def report(self, value: float, step: int, interval: tuple[int, int, float, str] | None = None) -> None:
+        """The value as the trial's intermediate value; the interval's loss appended to the user attr
+        attrs.PAIRED_LOSSES, where the racing pruner reads it (from any host: it is in the storage)."""
+        if not self._report_values:
+            return
+        self._trial.report(float(value), int(step))
+        if interval is not None:
+            self._paired.append([int(interval[0]), int(interval[1]), float(interval[2]), str(interval[3])])
+            self._trial.set_user_attr(attrs.PAIRED_LOSSES, self._paired)
 
     def should_prune(self) -> bool:
         return self._trial.should_prune()
