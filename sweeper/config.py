@@ -143,11 +143,11 @@ class RacingPrunerConf:
     bench/sweep_cost.py."""
 
     _target_: str = "sweeper.racing.RacingPruner"
-    margin: float = 0.01  # the smallest gap that stops a trial, as a fraction of the leader's loss
+    margin: float = 0.005  # the smallest gap that stops a trial, as a fraction of the leader's loss
     confidence: float = 0.95  # one-sided, of the bound on the mean paired difference
     min_pairs: int = 2  # paired loss intervals (between reports both trials made) before a trial can stop
     min_samples: int = 0  # samples seen before a trial can stop
-    recent: float = 1.0  # the latest fraction of the samples seen that is compared
+    recent: float = 0.5  # the latest fraction of the samples seen that is compared
 
 
 @dataclass
