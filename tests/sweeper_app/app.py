@@ -5,7 +5,8 @@ decreasing curve at steps counted in samples, stops when told to prune, and writ
 status completed / pruned / failed. Its curve falls linearly to (x - 0.3)^2 + shape offset + y/10 at
 the last step, so tests know every value. `nan_above` turns the objective into NaN (a diverged run); `sleep_s` slows each step so a
 test can kill the sweep while a trial runs; `crash` raises before result.json is written;
-`two_objectives` returns [objective, y] for a multi-objective study.
+`two_objectives` returns [objective, y] for a multi-objective study; `stream` names the sample stream its
+reports claim (trials on different streams are never raced against each other).
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def main(cfg: DictConfig) -> float | list[float]:
         time.sleep(cfg.sleep_s)
         value = final + (cfg.steps - step) / cfg.steps
         if reporter is not None:
-            reporter.report(value, step * cfg.batch)
+            # the loss since the last report and the stream so far, as train.py reports them for the racing pruner
+            reporter.report(value, step * cfg.batch, ((step - 1) * cfg.batch, step * cfg.batch, value, f"{cfg.stream}-{step}"))
             if reporter.should_prune():
                 write_result(run_dir, "pruned", value, f"pruned at {step * cfg.batch} samples", started)
                 return value
