@@ -1,10 +1,14 @@
 """The racing pruner on synthetic curves with known gaps and noise, in a real in-memory Optuna study."""
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import optuna
 import pytest
+from conftest import ROOT, run_train
 from optuna.trial import TrialState
 
 from runs import attrs
@@ -147,3 +151,27 @@ def test_a_rerun_is_raced_afresh_not_stopped_by_the_attrs_it_inherited(study):
 def test_t_quantile_close_to_students():
     for freedom, exact in ((2, 2.920), (4, 2.132), (10, 1.812), (30, 1.697)):
         assert t_quantile(0.95, freedom) == pytest.approx(exact, rel=0.015)
+
+
+@pytest.mark.slow
+def test_a_real_notes_study_races_its_remedies_against_the_baseline(tmp_path, cache_dir):
+    """train.py's reports through the storage to the pruner, and its decision into the remedies table."""
+    run_train(["sweep=notes_quickstart", "experiment=quickstart", "hydra.sweeper.n_trials=3", "trainer.max_samples_seen=160",
+               "trainer.logging_steps=1", "task.val_size=0"], tmp_path, cache_dir)
+    study = optuna.load_study(study_name="notes-demo-tiny", storage=f"sqlite:///{tmp_path}/sweeps/notes-demo-tiny.db")
+    baseline, *remedies = study.get_trials()
+    assert baseline.user_attrs[attrs.ABLATION] == attrs.BASELINE and baseline.state == TrialState.COMPLETE
+    stopped = [t for t in remedies if t.state == TrialState.PRUNED]
+    assert stopped, [(t.user_attrs[attrs.ABLATION], t.value) for t in remedies]
+    for trial in stopped:
+        race = trial.user_attrs[attrs.RACE]
+        assert race["against"] == "baseline" and race["reference"] == baseline.number
+        assert trial.user_attrs[attrs.PAIRED_LOSSES][-1][1] == race["stopped_at"] < 160  # its partial curve, kept
+        streams = {row[3] for row in trial.user_attrs[attrs.PAIRED_LOSSES]} & {row[3] for row in baseline.user_attrs[attrs.PAIRED_LOSSES]}
+        assert len(streams) == len(trial.user_attrs[attrs.PAIRED_LOSSES])  # the same samples, report for report
+    (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
+    table = subprocess.run([sys.executable, "-m", "analysis", "rank", str(sweep_dir)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300, env={**os.environ, "COLUMNS": "300"})
+    assert table.returncode == 0, table.stderr
+    race = stopped[0].user_attrs[attrs.RACE]
+    assert f"stopped at {race['stopped_at']} samples, worse than baseline by {race['worse_by']:.3g}" in table.stdout
