@@ -1,6 +1,7 @@
 """The racing pruner on synthetic curves with known gaps and noise, in a real in-memory Optuna study."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -170,6 +171,11 @@ def test_a_real_notes_study_races_its_remedies_against_the_baseline(tmp_path, ca
         streams = {row[3] for row in trial.user_attrs[attrs.PAIRED_LOSSES]} & {row[3] for row in baseline.user_attrs[attrs.PAIRED_LOSSES]}
         assert len(streams) == len(trial.user_attrs[attrs.PAIRED_LOSSES])  # the same samples, report for report
     (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
+    logged = [json.loads(line) for line in (sweep_dir / "trial-0" / "metrics.jsonl").read_text().splitlines()]
+    starts = [0] + [line["samples"] for line in logged[:-1]]  # logging_steps=1: one logged loss per report
+    assert [row[:3] for row in baseline.user_attrs[attrs.PAIRED_LOSSES]] == [
+        [start, line["samples"], pytest.approx(line["loss"])] for start, line in zip(starts, logged)
+    ]
     table = subprocess.run([sys.executable, "-m", "analysis", "rank", str(sweep_dir)], cwd=ROOT, capture_output=True,
                            text=True, timeout=300, env={**os.environ, "COLUMNS": "300"})
     assert table.returncode == 0, table.stderr
