@@ -143,7 +143,7 @@ class RacingPrunerConf:
     bench/sweep_cost.py."""
 
     _target_: str = "sweeper.racing.RacingPruner"
-    margin: float = 0.005  # the smallest gap that stops a trial, as a fraction of the leader's loss
+    margin: float = 0.02  # the smallest gap that stops a trial, as a fraction of the leader's loss
     confidence: float = 0.95  # one-sided, of the bound on the mean paired difference
     min_pairs: int = 2  # paired loss intervals (between reports both trials made) before a trial can stop
     min_samples: int = 0  # samples seen before a trial can stop

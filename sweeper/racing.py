@@ -96,7 +96,7 @@ class RacingPruner(BasePruner):
 
     def __init__(
         self,
-        margin: float = 0.005,
+        margin: float = 0.02,
         confidence: float = 0.95,
         min_pairs: int = 2,
         min_samples: int = 0,
