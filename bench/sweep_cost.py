@@ -2,9 +2,10 @@
 pruner (the notes' default: racing) and without one, on the tiny model (CPU), per data set and seed.
 
     python -m bench.sweep_cost                                   # demo and digits data, seeds 0 1 2, 12 trials
-    python -m bench.sweep_cost --datasets demo --n-trials 30 --sampler random hydra.sweeper.ablations=null
+    python -m bench.sweep_cost --datasets demo --n-trials 30 --sampler random hydra.sweeper.ablations=null \
+        trainer.logging_steps=1                                  # sampled trials only, a report every step
     python -m bench.sweep_cost --pruner successive_halving_budget    # another pruner against none
-    python -m bench.sweep_cost --pruner-set margin=0.02              # a setting of the compared pruner only
+    python -m bench.sweep_cost --pruner-set margin=0.01              # a setting of the compared pruner only
 
 A seed is the data seed (task.data_seed: the study's sample stream) and the sampler's seed at once. Two
 data sets: the demo consultations (data/) and `digits`, a generated task (sort five digits) written into
