@@ -81,8 +81,11 @@ class RacingPruner(BasePruner):
 
     Use it when trials share one sample stream (every study this sweeper runs), the objective is a
     training loss, and the question is which setting wins: it spends little on settings that are
-    plainly behind and never stops one whose gap to the leader is within noise. Its comparisons are
-    paired, so the data's own noise cancels; what remains (seeds, dropout) is what the bound covers.
+    plainly behind and does not stop one whose gap to the leader is within the bound. Its comparisons
+    are paired, so the data's own noise cancels; what remains (how each setting takes each batch, and
+    a seed when trials differ in it) is what the bound covers. It judges a trial on where it is now: a
+    setting that would catch up late (a warmup as long as most of the budget) can be stopped before it
+    does; raise min_samples (or recent) to wait for it.
 
     - The leader is recomputed at every report: among the other trials that trained on the same samples
       as far (same fingerprint there), the one this trial trails most. Trials on another stream (another
