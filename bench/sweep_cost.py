@@ -175,7 +175,8 @@ def main() -> None:
             ratio = pruned.samples / unpruned.samples
             ratios.setdefault(dataset, []).append(ratio)
             gap = None if pruned.best is None or unpruned.best is None else pruned.best - unpruned.best
-            agree = "-" if gap is None or spread is None else ("yes" if abs(gap) <= spread else f"no ({gap:+.4f})")
+            agree = "-" if gap is None or spread is None else (
+                "yes" if abs(gap) <= spread else f"no: {args.pruner} {'better' if gap < 0 else 'worse'} by {abs(gap):.4f}")
             table.add_row(dataset, str(seed), str(pruned.samples), str(unpruned.samples), f"{ratio:.2f}x", str(pruned.pruned),
                           f"{pruned.winner}: {show(pruned.best, '.4f')}", f"{unpruned.winner}: {show(unpruned.best, '.4f')}",
                           show(spread, ".4f"), agree, f"{pruned.time_s:.0f}", f"{unpruned.time_s:.0f}")
