@@ -157,7 +157,7 @@ def effect_lines(effects: list[Effect], value_label: str) -> list[list[str]]:
             display(e.change),
             "-" if e.relative is None else f"{100 * e.relative:+.1f}%",
             display(e.spread),
-            "within noise" if e.within_noise else ("" if e.spread is not None else "no repeats to judge"),
+            e.stopped or ("within noise" if e.within_noise else ("" if e.spread is not None else "no repeats to judge")),
         ]
         for e in effects
     ]

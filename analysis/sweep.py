@@ -33,6 +33,7 @@ class Effect:
     baseline: float
     remedy_value: float
     spread: float | None = None
+    stopped: str | None = None  # the racing pruner's decision on a remedy it stopped, in words
 
     @property
     def within_noise(self) -> bool:
@@ -90,8 +91,18 @@ def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
             if before is not None and after is not None:
                 candidates = (own_spread(baseline, figure), own_spread(row, figure), pooled[figure])
                 spreads = [spread for spread in candidates if spread is not None]
-                effects.append(Effect(remedy, figure, before, after, max(spreads) if spreads else None))
+                stopped = race_call(row.run.attrs) if figure == "value" else None
+                effects.append(Effect(remedy, figure, before, after, max(spreads) if spreads else None, stopped))
     return effects, None
+
+
+def race_call(run_attrs: dict[str, Any]) -> str | None:
+    """What the racing pruner decided on a remedy it stopped (user attr attrs.RACE), in words."""
+    race = run_attrs.get(attr_keys.RACE)
+    if not isinstance(race, dict):
+        return None
+    return (f"stopped at {race['stopped_at']} samples, worse than {race['against']} by {race['worse_by']:.3g} "
+            f"(bound {race['bound']:.3g})")
 
 
 def distribution_for(values: list) -> tuple[Any, list]:

@@ -12,10 +12,12 @@ Prints, over the runs ranked together (group A of the ranking):
 - the regret of the run ranked first: its eval loss minus the best eval loss, in units of the seed
   spread of the eval loss (std over repeats of one setting, pooled); <= 1 means within training noise;
 - how many runs the ranking set apart as not comparable (another data stream), could not rank, or
-  could not read (a run with one logged loss point, say).
-Each setting runs `--repeats` times (hydra.sweeper.repeats), which gives the seed spread. No pruning, so
-every run reaches its budget and is evaluated at the end. Everything goes to a temporary project root
-(or --workdir), never into the repo's outputs. It prints figures; it asserts nothing.
+  could not read (a run with one logged loss point, say);
+- the cost: samples trained over all runs (result.json samples_trained), and how many were stopped early.
+Each setting runs `--repeats` times (hydra.sweeper.repeats), which gives the seed spread. No pruning by
+default, so every run reaches its budget and is evaluated at the end; `--pruner racing` runs the same
+sweep with the notes' pruner (a stopped run has no eval loss at its end and is not scored), at its cost.
+Everything goes to a temporary project root (or --workdir), never into the repo's outputs. It prints figures; it asserts nothing.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ import pandas
 
 from analysis import load_runs, rank_runs
 from analysis.ranking import RankedRow, pooled_spread
+from runs.result import PRUNED, SAMPLES_TRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +55,8 @@ class Decision:
     eval_rank_of_first: int | None
     regret: float | None
     eval_seed_spread: float | None
+    samples_trained: int  # over every run read, stopped ones included
+    stopped_early: int
 
     @property
     def regret_in_spreads(self) -> float | None:
@@ -61,11 +66,11 @@ class Decision:
 
 
 def run_sweep(workdir: Path, cache: Path, args: argparse.Namespace) -> Path:
-    """The notes sweep on the tiny model with a held-out split, no pruner; returns its sweep dir."""
+    """The notes sweep on the tiny model with a held-out split (unpruned by default); returns its sweep dir."""
     sweep_dir = workdir / "sweep"
     command = [
         sys.executable, str(ROOT / "train.py"), "sweep=notes_quickstart", "experiment=quickstart",
-        "hydra/sweeper/lorasweep_pruner=none", f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.repeats={args.repeats}",
+        f"hydra/sweeper/lorasweep_pruner={args.pruner}", f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.repeats={args.repeats}",
         f"hydra.sweeper.seed={args.seed}", "hydra.sweeper.study_name=decision", f"hydra.sweep.dir={sweep_dir}",
         f"task.dataset=[{args.dataset}]", f"task.val_size={args.val_size}", f"task.max_samples={args.max_samples}",
         f"trainer.max_samples_seen={args.samples}", "trainer.eval_steps=100000",  # evaluated once, at the end
@@ -111,6 +116,8 @@ def score(sweep_dir: Path) -> Decision:
         eval_rank_of_first=None if first is None else sorted(evals).index(evals[first]) + 1,
         regret=None if first is None else evals[first] - min(evals),
         eval_seed_spread=eval_spread,
+        samples_trained=sum(int((run.result or {}).get(SAMPLES_TRAINED) or 0) for run in loaded.runs),
+        stopped_early=sum(1 for run in loaded.runs if run.status == PRUNED),
     )
 
 
@@ -128,6 +135,7 @@ def main() -> None:
     parser.add_argument("--max-samples", type=int, default=600, help="rows read from the data set (default %(default)s)")
     parser.add_argument("--val-size", type=float, default=0.1, help="held-out fraction or row count (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed (default %(default)s)")
+    parser.add_argument("--pruner", default="none", help="hydra/sweeper/lorasweep_pruner of the sweep (default %(default)s)")
     parser.add_argument("--sweep-dir", type=Path, help="score this sweep dir instead of running one")
     parser.add_argument("--workdir", type=Path, help="keep the sweep here (default: a temporary dir)")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache", help="tiny model and tokenized data cache")
@@ -147,6 +155,7 @@ def main() -> None:
           f"not ranked (too short, no loss): {decision.unranked}; skipped when read: {len(decision.skipped)}")
     for problem in decision.skipped:
         print(f"  skipped: {problem}")
+    print(f"cost: {decision.samples_trained} samples trained, {decision.stopped_early} runs stopped early by the pruner")
     print(f"Spearman(smoothed train loss, eval loss), all:         {show(decision.spearman_all)}")
     print(f"Spearman(smoothed train loss, eval loss), better half: {show(decision.spearman_better_half)}")
     print(f"eval rank of the run ranked first: {show(decision.eval_rank_of_first, 'd')} of {decision.compared}")

@@ -14,6 +14,10 @@ VALUES_PER_SEED = "values_per_seed"  # each repeat's value(s)
 ENDED_BY_SCHEDULER = "ended_by_scheduler"  # SLURM ended its job; the next sweep command re-runs it
 COPY_OF = "copy_of"  # the earlier trial with the same overrides whose result this one took, not trained again
 EVAL_LOSS = "eval_loss"
+# [[first sample, end sample, mean training loss, fingerprint of the ids trained so far], ...], one per
+# report: the losses the racing pruner pairs between trials of the same sample stream
+PAIRED_LOSSES = "paired_losses"
+RACE = "race"  # the racing pruner's decision on a trial it stopped (sweeper.racing.RaceVerdict's fields)
 
 # a trial's system attrs
 LEASE = "lease_renewed_at"  # when the owning sweep process last renewed its lease (epoch s)

@@ -20,12 +20,15 @@ from transformers.trainer_callback import ExportableState
 from runs.files import METRICS_FILE, SAMPLES_FILE, TRAINER_LOG_FILE
 from runs.jsonl import append_jsonl, read_jsonl, write_jsonl
 from runs.smoothing import objective_from_metrics
+from sft.stream import fingerprint
 
 
 class Reporter(Protocol):
-    """What a sweeper hands to training: intermediate values in, a prune decision out."""
+    """What a sweeper hands to training: intermediate values in, a prune decision out. `interval` is the
+    training loss on the samples since the previous report, for pruners that pair trials on the shared
+    sample stream: (first sample, end sample, mean logged loss, fingerprint of the ids trained so far)."""
 
-    def report(self, value: float, step: int) -> None: ...
+    def report(self, value: float, step: int, interval: tuple[int, int, float, str] | None = None) -> None: ...
 
     def should_prune(self) -> bool: ...
 
@@ -92,12 +95,14 @@ class RunLogCallback(TrainerCallback):
         self.records: list[dict] = []
         self.session_start = time.time()
         self.train_logs = 0
+        self.reported_samples = 0  # samples seen at the previous report (or the resumed checkpoint)
         self.first_step_at: float | None = None
 
     def load_previous(self, up_to_step: int) -> None:
         """Keep the lines of an earlier session up to the checkpoint being resumed, drop the rest."""
         self.records = [r for r in read_log(self.metrics_path) if r["step"] <= up_to_step]
         self.train_logs = sum(1 for r in self.records if "loss" in r)
+        self.reported_samples = max((r["samples"] for r in self.records), default=0)
         trainer_log = [r for r in read_log(self.trainer_log_path) if r["current_steps"] <= up_to_step]
         write_jsonl(self.metrics_path, self.records)
         write_jsonl(self.trainer_log_path, trainer_log)
@@ -170,10 +175,20 @@ class RunLogCallback(TrainerCallback):
         if self.reporter is None or self.train_logs % self.report_every != 0:
             return
         value = objective_from_metrics(self.records, "smoothed_loss", self.unit, self.time_constant)
-        self.reporter.report(value, int(self.records[-1][self.unit]))
+        self.reporter.report(value, int(self.records[-1][self.unit]), self._interval())
         if self.reporter.should_prune():
             self.outcome.end("pruned", f"pruned by the sweeper at {self.records[-1][self.unit]} {self.unit} (smoothed loss {value:.4f})")
             control.should_training_stop = True
+
+
+    def _interval(self) -> tuple[int, int, float, str]:
+        """The loss logged since the previous report, weighted by the samples each log step covers."""
+        start, end = self.reported_samples, self.counter.samples
+        logged = [r for r in self.records if "loss" in r and r["samples"] > start]
+        edges = [start] + [r["samples"] for r in logged]
+        mean = sum(r["loss"] * (edges[i + 1] - edges[i]) for i, r in enumerate(logged)) / max(1, end - start)
+        self.reported_samples = end
+        return start, end, mean, fingerprint(self.trained_ids())
 
 
 def llamafactory_line(record: dict, total_steps: int, elapsed: float) -> dict:

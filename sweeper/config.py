@@ -136,6 +136,21 @@ class PatientPrunerConf:
 
 
 @dataclass
+class RacingPrunerConf:
+    """Default of sweep=notes. Stops a trial once its training loss on the same samples is worse than the
+    leader's (an ablation remedy: the baseline's) by more than margin + a confidence bound; trials on
+    another sample stream race only among themselves (sweeper/racing.py). Defaults measured with
+    bench/sweep_cost.py."""
+
+    _target_: str = "sweeper.racing.RacingPruner"
+    margin: float = 0.02  # the smallest gap that stops a trial, as a fraction of the leader's loss
+    confidence: float = 0.95  # one-sided, of the bound on the mean paired difference
+    min_pairs: int = 2  # paired loss intervals (between reports both trials made) before a trial can stop
+    min_samples: int = 0  # samples seen before a trial can stop
+    recent: float = 0.5  # the latest fraction of the samples seen that is compared
+
+
+@dataclass
 class NopPrunerConf:
     """No pruning: every trial trains to its full budget."""
 
@@ -216,6 +231,7 @@ def register_configs() -> None:
         "successive_halving": SuccessiveHalvingPrunerConf,
         "hyperband": HyperbandPrunerConf,
         "patient": PatientPrunerConf,
+        "racing": RacingPrunerConf,
         "none": NopPrunerConf,
     }
     for name, node in samplers.items():

@@ -206,6 +206,8 @@ def pruner_needs(pruner: Mapping[str, Any]) -> PrunerNeeds | None:
             pruner.get("min_early_stopping_rate", 0)
         )
         return PrunerNeeds(name, first, 1, "hydra.sweeper.pruner.min_resource")
+    if name == "RacingPruner":
+        return PrunerNeeds(name, int(pruner.get("min_samples", 0)), int(pruner.get("min_pairs", 2)), "hydra.sweeper.pruner.min_samples")
     if name == "HyperbandPruner":
         return PrunerNeeds(name, int(pruner.get("min_resource", 1)), 1, "hydra.sweeper.pruner.min_resource")
     if name == "PatientPruner":

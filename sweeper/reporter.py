@@ -37,10 +37,13 @@ class TrialReporter:
         )
         self._trial = optuna.trial.Trial(study, trial_id)
         self._report_values = report_values
+        self._paired: list[list] = list(self._trial.user_attrs.get(attrs.PAIRED_LOSSES, []))
 
-    def report(self, value: float, step: int) -> None:
-        """Stops the run (TrialEnded) when the trial was ended under this job: a repeat that reports no
-        values asks the storage for the trial's state instead."""
+    def report(self, value: float, step: int, interval: tuple[int, int, float, str] | None = None) -> None:
+        """The value as the trial's intermediate value; the interval's loss appended to the user attr
+        attrs.PAIRED_LOSSES, where the racing pruner reads it (from any host: it is in the storage). Stops
+        the run (TrialEnded) when the trial was ended under this job: a repeat that reports no values asks
+        the storage for the trial's state instead."""
         if not self._report_values:
             self._check_running()
             return
@@ -49,6 +52,9 @@ class TrialReporter:
         except optuna.exceptions.UpdateFinishedTrialError:
             self._check_running()
             raise
+        if interval is not None:
+            self._paired.append([int(interval[0]), int(interval[1]), float(interval[2]), str(interval[3])])
+            self._trial.set_user_attr(attrs.PAIRED_LOSSES, self._paired)
 
     def _check_running(self) -> None:
         trial = self._trial.study._storage.get_trial(self._trial._trial_id)

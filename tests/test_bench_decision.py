@@ -23,3 +23,4 @@ def test_score_reads_rank_agreement_regret_and_runs_set_apart(tmp_path):
     assert decision.regret == pytest.approx(0.02)
     assert decision.eval_seed_spread == pytest.approx(0.01 * 2 ** 0.5)
     assert decision.regret_in_spreads == pytest.approx(2 ** 0.5)
+    assert decision.samples_trained == 9 * 240 and decision.stopped_early == 0

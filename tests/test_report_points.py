@@ -30,7 +30,7 @@ def test_reports_fall_every_logging_interval_and_the_last_at_the_exact_budget():
     assert "trainer.logging_steps=5 x trainer.per_device_batch_size=6" in plan.interval
 
 
-@pytest.mark.parametrize("pruner", ["median", "successive_halving", "hyperband", "patient", "none"])
+@pytest.mark.parametrize("pruner", ["median", "successive_halving", "hyperband", "patient", "racing", "none"])
 def test_the_quickstart_sweep_gives_every_pruner_enough_reports(pruner):
     config = trial_config(f"hydra/sweeper/lorasweep_pruner={pruner}")
     check_report_points(config, [config])
@@ -45,6 +45,8 @@ def test_the_quickstart_sweep_gives_every_pruner_enough_reports(pruner):
          "at or after 310 samples seen (hydra.sweeper.pruner.n_warmup_steps)", "set trainer.logging_steps=3 or less"),
         (["hydra/sweeper/lorasweep_pruner=successive_halving", "hydra.sweeper.pruner.min_resource=400"],
          "at or after 400 samples seen (hydra.sweeper.pruner.min_resource)", "lower hydra.sweeper.pruner.min_resource"),
+        (["hydra/sweeper/lorasweep_pruner=racing", "hydra.sweeper.pruner.min_samples=400"],
+         "at or after 400 samples seen (hydra.sweeper.pruner.min_samples)", "lower hydra.sweeper.pruner.min_samples"),
         (["hydra/sweeper/lorasweep_pruner=patient", "hydra.sweeper.pruner.patience=7"],
          "once the trial has made 9 reports (hydra.sweeper.pruner.patience + 2)", "set trainer.logging_steps=4 or less"),
     ],

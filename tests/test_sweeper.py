@@ -27,8 +27,10 @@ from optuna.trial import TrialState
 
 from runs.result import read_status
 from runs.storage import mask_password, open_storage
+from runs import attrs
 from runs.trial import TrialEnded
 from sweeper.devices import plan_devices
+from sweeper.racing import RacingPruner
 from sweeper.recovery import abandon, budget_trials, requeue_trials_ended_by_scheduler
 from sweeper.search_space import SearchSpaceError, build_search_space
 from sweeper.submitit_jobs import timeout_rule_warnings
@@ -38,7 +40,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalW
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "tests" / "sweeper_app" / "app.py"
 SAMPLERS = ["tpe", "random", "cmaes", "gp", "nsgaii", "grid"]
-PRUNERS = ["median", "successive_halving", "hyperband", "patient", "none"]
+PRUNERS = ["median", "successive_halving", "hyperband", "patient", "racing", "none"]
 
 
 def sweep_command(tmp_path: Path, *overrides: str, storage: str | None = None,
@@ -216,15 +218,12 @@ def test_the_notes_search_spaces_compose_with_every_pruner_and_parse(sweep_confi
     assert {"trainer.per_device_batch_size", "optimizer.lr", "scheduler"} <= set(space.distributions)
 
 
-@pytest.mark.parametrize("sweep_config, budget, min_resource", [
-    ("notes_quickstart", [], 16), ("notes_quickstart", ["trainer.max_samples_seen=1000"], 50), ("notes", [], "auto"),
-])
-def test_the_notes_default_pruner_is_successive_halving_from_5_percent_of_the_budget(sweep_config, budget, min_resource):
+@pytest.mark.parametrize("sweep_config", ["notes", "notes_quickstart"])
+def test_the_notes_default_pruner_races_the_ablation_too(sweep_config):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"sweep={sweep_config}", "experiment=quickstart", *budget], return_hydra_config=True)
-    pruner = instantiate(OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True))
-    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
-    assert OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True)["min_resource"] == min_resource
+        cfg = compose("train", overrides=[f"sweep={sweep_config}", "experiment=quickstart"], return_hydra_config=True)
+    assert isinstance(instantiate(OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True)), RacingPruner)
+    assert cfg.hydra.sweeper.prune_ablations is True
 
 
 # --- a sweep and its outputs ---------------------------------------------------------------------------
@@ -604,6 +603,27 @@ def test_a_run_whose_trial_was_ended_under_it_records_failed_with_the_reason(tmp
         assert result["reason"] == ("trial 0 was ended (FAIL) while this job ran: its sweep process host:1 stopped; "
                                     "its parameters were queued again; this run stopped")
         (tmp_path / "result.json").unlink()
+
+
+def test_a_racing_study_killed_during_a_trial_races_on_within_each_stream(tmp_path):
+    """Trials on streams a and b race only within their own stream; after a SIGKILL and the same command,
+    each stopped trial was decided once, by itself, against a trial of its own stream."""
+    command = ("x=interval(0.0, 1.0)", "stream=choice(a, b)", "hydra.sweeper.n_trials=8", "hydra.sweeper.seed=3",
+               "hydra/sweeper/lorasweep_sampler=random", "hydra/sweeper/lorasweep_pruner=racing", "sleep_s=0.1")
+    kill_during_a_trial(tmp_path, sweep(tmp_path, *command, wait=False), min_number=3)
+    sweep(tmp_path, *command)
+    study = load(tmp_path)
+    budget = counted(study)
+    assert len(budget) == 8 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in budget)
+    stopped = [t for t in budget if t.state == TrialState.PRUNED]
+    assert stopped, "a clearly worse trial of a stream with a leader is stopped"
+    for trial in stopped:
+        race = trial.user_attrs[attrs.RACE]
+        reference = study.trials[race["reference"]]
+        assert race["trial"] == trial.number and reference.params["stream"] == trial.params["stream"]
+        assert race["worse_by"] > race["bound"] and max(trial.intermediate_values) == race["stopped_at"] < 6 * 4
+    firsts = {stream: min(t.number for t in budget if t.params["stream"] == stream) for stream in ("a", "b")}
+    assert all(study.trials[number].state == TrialState.COMPLETE for number in firsts.values())  # no one to race yet
 
 
 @pytest.mark.slow

@@ -25,7 +25,8 @@ def wandb_summary(run_dir: Path) -> dict:
 def test_notes_sweep_runs_the_ablation_first_with_wandb_runs_grouped_by_study(tmp_path, cache_dir):
     result = run_train(["sweep=notes_quickstart", "experiment=quickstart", "hydra.sweeper.n_trials=3",
                         # logging every 2 steps: the ablation's more_accumulation (64 samples a step) logs within 80 samples
-                        "trainer.max_samples_seen=80", "trainer.logging_steps=2", "task.val_size=0", "logger=wandb"], tmp_path, cache_dir)
+                        "trainer.max_samples_seen=80", "trainer.logging_steps=2", "task.val_size=0", "logger=wandb",
+                        "hydra/sweeper/lorasweep_pruner=none"], tmp_path, cache_dir)  # every run to its end
     console = result.stdout + result.stderr
     assert "FutureWarning" not in console and "TrialReporter" not in console  # one short launch line per trial
     study = optuna.load_study(study_name="notes-demo-tiny", storage=f"sqlite:///{tmp_path}/sweeps/notes-demo-tiny.db")
@@ -78,7 +79,8 @@ def test_analysis_ranks_a_real_sweep_from_its_folder_and_from_its_storage(tmp_pa
     """The run contract end to end: what the sweeper and train.py write is what the analysis reads, so a
     renamed user attr, result.json field or run-dir file breaks this test."""
     run_train(["sweep=notes_quickstart", "experiment=quickstart", "hydra.sweeper.n_trials=3",
-               "trainer.max_samples_seen=48", "trainer.logging_steps=1", "task.val_size=0"], tmp_path, cache_dir)
+               "trainer.max_samples_seen=48", "trainer.logging_steps=1", "task.val_size=0",
+               "hydra/sweeper/lorasweep_pruner=none"], tmp_path, cache_dir)  # every run completed
     storage = tmp_path / "sweeps" / "notes-demo-tiny.db"
     trials = optuna.load_study(study_name="notes-demo-tiny", storage=f"sqlite:///{storage}").get_trials()
     values = {f"trial-{t.number}": t.value for t in trials}

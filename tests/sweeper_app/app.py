@@ -7,7 +7,8 @@ the last step, so tests know every value. `nan_above` turns the objective into N
 test can kill the sweep while a trial runs; `crash` raises before result.json is written;
 `two_objectives` returns [objective, y] for a multi-objective study; a trial with x above `hold_above` waits
 before each step after the first while `hold_file` exists, so a test decides when it goes on. A trial ended under the job
-(runs.trial.TrialEnded from the reporter) is recorded as train.py records it: failed, with the reason.
+(runs.trial.TrialEnded from the reporter) is recorded as train.py records it: failed, with the reason. `stream` names
+the sample stream its reports claim (trials on different streams are never raced against each other).
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def main(cfg: DictConfig) -> float | list[float]:
         value = final + (cfg.steps - step) / cfg.steps
         if reporter is not None:
             try:
-                reporter.report(value, step * cfg.batch)
+                # the loss since the last report and the stream so far, as train.py reports them for the racing pruner
+                reporter.report(value, step * cfg.batch, ((step - 1) * cfg.batch, step * cfg.batch, value, f"{cfg.stream}-{step}"))
             except TrialEnded as error:
                 write_result(run_dir, "failed", None, str(error), started)
                 raise
