@@ -16,7 +16,7 @@ import pytest
 from conftest import compose_train
 
 from runs.jsonl import read_jsonl
-from sft.checkpoints import STAGING_DIR, CheckpointDiskFull, checkpoint_problem, rotate_checkpoints, staged_checkpoint
+from sft.checkpoints import CheckpointDiskFull, checkpoint_problem, rotate_checkpoints, staged_checkpoint
 
 # the tests that copy the one trained run: one pytest-xdist worker trains it for them all
 reads_finished_run = pytest.mark.xdist_group("checkpoints_finished_run")
