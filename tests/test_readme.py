@@ -80,9 +80,11 @@ def run_module(argv: list[str], cwd: Path, sweep_dir: Path, extra: tuple[str, ..
     return result
 
 
-def completed_trials(sweep_dir: Path) -> list[dict]:
+def finished_trials(sweep_dir: Path) -> list[dict]:
+    """The study's trials that ran to their end or were stopped by the pruner (the notes presets race
+    each remedy against the baseline, so a remedy may be stopped)."""
     with open(sweep_dir / "trials.csv", newline="") as handle:
-        return [row for row in csv.DictReader(handle) if row.get("state") == "COMPLETE"]
+        return [row for row in csv.DictReader(handle) if row.get("state") in ("COMPLETE", "PRUNED")]
 
 
 @pytest.mark.slow
@@ -96,7 +98,7 @@ def test_quickstart_commands_run_as_written(tmp_path, cache_dir):
     results = [json.loads(path.read_text()) for path in tmp_path.glob(f"outputs/*/*/{RESULT_FILE}")]
     assert [result["status"] for result in results] == ["completed"]
     [sweep_dir] = sweep_dirs(tmp_path)
-    assert len(completed_trials(sweep_dir)) == 2
+    assert len(finished_trials(sweep_dir)) == 2
     for argv in commands(text, "python -m analysis"):
         run_module(argv, tmp_path, sweep_dir)
     assert (tmp_path / "report.html").is_file()
@@ -134,10 +136,9 @@ def test_own_data_recipe_runs_on_a_generated_data_set(tmp_path, cache_dir):
     run_train(with_overrides(argv[2:], {**SMALL_SWEEP, "model": "tiny", "task.dataset_dir": str(data_dir)}),
               tmp_path, cache_dir)
     [sweep_dir] = sweep_dirs(tmp_path)
-    trials = completed_trials(sweep_dir)
-    assert len(trials) == 2
+    assert len(finished_trials(sweep_dir)) == 2
     results = [json.loads(path.read_text()) for path in sweep_dir.glob(f"*/{RESULT_FILE}")]
-    assert all(result["status"] == "completed" for result in results) and len(results) == 2
+    assert all(result["status"] in ("completed", "pruned") for result in results) and len(results) == 2
     for argv in commands(text, "python -m analysis"):
         ranked = run_module(argv, tmp_path, sweep_dir)
         assert "eval_loss" in ranked.stdout
