@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from string import ascii_uppercase
 
 from analysis.records import RunRecord
-from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SPLIT_FINGERPRINT
+from runs.result import DATA_FINGERPRINT, DATA_SEED, SAMPLES_TRAINED, SHUFFLE, SPLIT_FINGERPRINT
 
 
 SHOWN_DIGITS = 10
@@ -53,7 +53,8 @@ def stream_key(run: RunRecord, by: str) -> tuple | None:
 
     eval_loss: the held-out rows. Anything else (a training figure): the samples trained on and their
     number. A run stopped early (pruned, failed) trained on a prefix of its stream, so its fingerprint
-    cannot equal a finished run's: it is keyed by its split and data seed, which fix the stream."""
+    cannot equal a finished run's: it is keyed by its split, data seed and trainer.shuffle, which fix the
+    stream (shuffled or in file order)."""
     if by == "eval_loss":
         split = recorded(run, SPLIT_FINGERPRINT)
         return None if split is None else ("split", split)
@@ -61,8 +62,12 @@ def stream_key(run: RunRecord, by: str) -> tuple | None:
     if fingerprint is None:
         return None
     if run.status != "completed":
-        return ("prefix", recorded(run, SPLIT_FINGERPRINT), recorded(run, DATA_SEED))
+        return prefix_key(run)
     return ("stream", fingerprint, recorded(run, SAMPLES_TRAINED))
+
+
+def prefix_key(run: RunRecord) -> tuple:
+    return ("prefix", recorded(run, SPLIT_FINGERPRINT), recorded(run, DATA_SEED), recorded(run, SHUFFLE))
 
 
 def describe_key(key: tuple) -> str:
@@ -70,7 +75,8 @@ def describe_key(key: tuple) -> str:
     if kind == "split":
         return f"held-out split {short(values[0])}"
     if kind == "prefix":
-        return f"a run stopped early on split {short(values[0])}, data seed {values[1]}"
+        order = {True: ", shuffled", False: ", in file order"}.get(values[2], "")
+        return f"a run stopped early on split {short(values[0])}, data seed {values[1]}{order}"
     return f"data stream {short(values[0])}, {values[1]} samples trained"
 
 
@@ -78,7 +84,7 @@ def prefix_of(key: tuple | None, run: RunRecord) -> tuple | None:
     """The key a finished run gives the runs stopped early on its stream."""
     if key is None or key[0] != "stream":
         return None
-    return ("prefix", recorded(run, SPLIT_FINGERPRINT), recorded(run, DATA_SEED))
+    return prefix_key(run)
 
 
 def comparable_groups(runs: list[RunRecord], by: str) -> list[Group]:
@@ -94,7 +100,7 @@ def comparable_groups(runs: list[RunRecord], by: str) -> list[Group]:
         key = keys[id(run)]
         if key is not None and len(streams_of.get(key, ())) == 1:
             keys[id(run)] = next(iter(streams_of[key]))
-            notes[id(run)] = f"stopped early ({run.status}): compared as on the stream of its split and data seed"
+            notes[id(run)] = f"stopped early ({run.status}): compared as on the stream of its split, data seed and shuffle"
     if all(key is None for key in keys.values()):
         what = "held-out split (split_fingerprint)" if by == "eval_loss" else "training samples (data_fingerprint)"
         group = Group("A", list(runs))

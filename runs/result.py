@@ -28,6 +28,7 @@ TRAIN_SEED = "train_seed"  # trainer.seed: LoRA init and dropout only
 SAMPLES_TRAINED = "samples_trained"  # samples the optimizer trained on, counted exactly
 DATA_FINGERPRINT = "data_fingerprint"  # hash of the ids of the samples trained on, in order
 SPLIT_FINGERPRINT = "split_fingerprint"  # hash of the held-out rows' ids
+SHUFFLE = "shuffle"  # trainer.shuffle: with the split and data_seed, it fixes which stream a run trained on
 PEAK_GPU_MEMORY_MB = "peak_gpu_memory_mb"  # the run's peak GPU memory (MiB); null on a CPU
 
 

@@ -80,3 +80,20 @@ def test_a_gap_inside_the_pooled_seed_spread_is_within_noise_even_between_single
     assert ranking.seed_spread > 0.001
     y = next(row for row in ranking.rows if row.run.name.endswith("/y"))
     assert any(flag.startswith("within noise of #") and "seed spread" in flag for flag in y.flags), y.flags
+
+
+def test_runs_stopped_early_join_the_shuffled_or_the_file_order_stream_they_trained_on(tmp_path):
+    """Both streams share the split and the data seed: trainer.shuffle (in result.json) tells them apart."""
+    for order, shuffle in (("shuffled", True), ("file_order", False)):
+        for index in range(2):
+            write_run_dir(tmp_path / f"{order}{index}", synthetic_losses(40, 0.02 + 0.01 * index, 0.02, seed=index),
+                          batch_size=4, overrides={"optimizer.lr": 1e-4 * (index + 1), "trainer.shuffle": shuffle},
+                          result_fields={**stream(f"{order}-stream"), "shuffle": shuffle})
+        write_run_dir(tmp_path / f"{order}_pruned", synthetic_losses(20, 0.05, 0.02, seed=7), batch_size=4,
+                      overrides={"optimizer.lr": 9e-4, "trainer.shuffle": shuffle}, status="pruned",
+                      result_fields={**stream(f"{order}-prefix", samples=80), "shuffle": shuffle})
+    ranking = rank_runs(load_runs([str(tmp_path)]).runs)
+    groups = {row.run.name.rsplit("/", 1)[-1]: row.group for row in ranking.rows}
+    assert len(ranking.groups) == 2
+    assert groups["shuffled_pruned"] == groups["shuffled0"] == groups["shuffled1"]
+    assert groups["file_order_pruned"] == groups["file_order0"] == groups["file_order1"] != groups["shuffled0"]
