@@ -1,6 +1,6 @@
 """Train one LoRA run (or, with -m / sweep=..., many): `python train.py experiment=quickstart`.
 
-Thin on purpose: Hydra composes conf/train.yaml, the recipe in sft.train does the work, and the
+Thin on purpose: Hydra composes conf/train.yaml, the recipe in sft.recipe.train does the work, and the
 return value is the objective a Hydra sweeper optimises. What needs no model (config values, data
 files) is checked before torch or transformers is imported, against the schema (runs/schema.py).
 A failed run has written result.json before its error is raised, so a multirun records it and goes on.
@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from runs.exits import crash, one_line, refuse, run_hydra_app, stop
 from runs.project import register_project_dir
 from runs.schema import explain
-from sft.stop_signals import noted_from_the_start
+from sft.lifecycle.stop_signals import noted_from_the_start
 
 log = logging.getLogger("train")
 
@@ -44,7 +44,7 @@ class RunCrashed(Exception):
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # first, before torch and transformers import: a stop signal (a time limit, a preemption) that lands
-    # before training is noted, and the recipe ends the run with it as the reason (sft.stop_signals)
+    # before training is noted, and the recipe ends the run with it as the reason (sft.lifecycle.stop_signals)
     with noted_from_the_start():
         return _run(cfg)
 
@@ -52,9 +52,9 @@ def main(cfg: DictConfig) -> float | None:
 def _run(cfg: DictConfig) -> float | None:
     if cfg.get("cuda_visible_devices") is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(cfg.cuda_visible_devices)
-    from sft.ending import USER_ERRORS, ending_recorded, reason_of
-    from sft.errors import TrainingInterrupted
-    from sft.preflight import check_before_loading
+    from sft.lifecycle.ending import USER_ERRORS, ending_recorded, reason_of
+    from sft.lifecycle.errors import TrainingInterrupted
+    from sft.lifecycle.preflight import check_before_loading
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -63,7 +63,7 @@ def _run(cfg: DictConfig) -> float | None:
             reporter = _instantiate(cfg.trial) if cfg.get("trial") else None
         if "transformers" not in sys.modules:  # seconds of imports before the recipe's own first line
             log.info("loading torch, transformers and PEFT")
-        from sft.train import run_training
+        from sft.recipe.train import run_training
 
         result = run_training(cfg, run_dir, reporter)
     except USER_ERRORS as error:

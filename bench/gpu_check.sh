@@ -15,7 +15,7 @@
 # The trainer needs the project's other dependencies (hydra-core, omegaconf, datasets, rich, matplotlib,
 # tiktoken, filelock), and the tiny model's tokenizer, built once from jieba's dictionary: either jieba, or a
 # cache dir that holds the built tiny model (LORASWEEP_CACHE=DIR with DIR/models/<TINY_MODEL_NAME of
-# sft/tiny_model.py> copied from a machine that built it). Without network access on the GPU machine, put their wheels for its Python
+# sft/model/tiny_model.py> copied from a machine that built it). Without network access on the GPU machine, put their wheels for its Python
 # into .whl/ at the repository root beforehand and copy the repository, .whl/ included; any .whl/*.whl is
 # installed into /tmp/site-packages first, without dependencies (a folder named site-packages: dill, which
 # datasets fingerprints with, pickles modules from anywhere else by value, and that fails on pyarrow's). For example, for Python 3.12 on x86_64:

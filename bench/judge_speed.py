@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from judge.heldout import encode_prompt
 from judge.models import AdapterSet, generate, load_base
-from sft.model import load_tokenizer, lora_config, peft_quiet
+from sft.model.load import load_tokenizer, lora_config, peft_quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 

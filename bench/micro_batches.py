@@ -11,7 +11,7 @@ the compute is negligible, and counts what it dispatches: on a CPU the aten ops 
 events; a compiled layer runs its fused kernels as one generated function, so only the ops it still calls
 count), on CUDA the kernel launches (the profiler's cudaLaunchKernel / cuLaunchKernel calls). A step of the
 seed settings (batch 20 x accumulation 5) pays it 5 times apart and once merged. The attention is the one
-trainer.compile uses for padding-free batches on the device (sft.attention.padding_free_attention),
+trainer.compile uses for padding-free batches on the device (sft.model.attention.padding_free_attention),
 the same in both modes, so that only compiling differs.
 """
 from __future__ import annotations
@@ -26,9 +26,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from sft.attention import padding_free_attention
-from sft.collate import PaddingFreeCollator, model_inputs
-from sft.compile import compile_decoder_layers
+from sft.model.attention import padding_free_attention
+from sft.model.compile import compile_decoder_layers
+from sft.recipe.collate import PaddingFreeCollator, model_inputs
 
 TOKENS = 63  # not a width of the narrow model: a compiled graph's sizes would otherwise be tied to it
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel")

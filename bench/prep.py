@@ -1,5 +1,5 @@
 """Data preparation cost: a yiliao-sized set (436k rows) through the project's own path
-(sft.data.prepare_datasets: LLaMA-Factory's rules, the Qwen2.5 tokenizer rebuilt offline, the on-disk
+(sft.data.prepare.prepare_datasets: LLaMA-Factory's rules, the Qwen2.5 tokenizer rebuilt offline, the on-disk
 cache), then the same call again, as every later trial of a sweep makes it: that one must hit the cache.
 Beside it, LLaMA-Factory 0.9.5's own preprocessing of the same rows (its `get_dataset`, in its own venv,
 bench.vs_llamafactory's, built once under the cache dir) with as many workers, and whether both gave the
@@ -43,7 +43,7 @@ def lognormal_chars(rng: random.Random, median: float, sigma: float, limit: int 
 
 def write_yiliao_set(data_dir: Path, rows: int, seed: int) -> Path:
     """Alpaca rows whose text is real-looking Chinese (the demo generator's) at yiliao's lengths."""
-    from sft.demo_data import make_yiliao_alpaca
+    from sft.data.demo_data import make_yiliao_alpaca
 
     rng = random.Random(seed)
     pool = make_yiliao_alpaca(random.Random(seed), 1200)
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["HF_DATASETS_CACHE"] = str(work_dir / "hf_datasets")
     from transformers import AutoTokenizer
 
-    from sft.data import prepare_datasets
-    from sft.qwen_vocab import ensure_qwen2_tokenizer
+    from sft.data.prepare import prepare_datasets
+    from sft.model.qwen_vocab import ensure_qwen2_tokenizer
 
     cores = len(os.sched_getaffinity(0))
     started = time.perf_counter()

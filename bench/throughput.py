@@ -1,4 +1,4 @@
-"""Training throughput of the trainer that `train.py` builds (sft.train.build_run: the same SFTTrainer,
+"""Training throughput of the trainer that `train.py` builds (sft.recipe.train.build_run: the same SFTTrainer,
 collator, callbacks, run-dir logging and progress bar), per batching mode: padded (LLaMA-Factory's
 batches), padding-free (the default; on a GPU with the micro-batches apart, merged, and merged with the
 decoder layers compiled) and packed. Samples/s, real (non-pad) tokens/s, MFU, peak memory and the time
@@ -38,10 +38,10 @@ from typing import Any
 from transformers import TrainerCallback
 
 from runs.project import register_project_dir
-from sft.compile import COMPILE_CACHE
+from sft.model.compile import COMPILE_CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
-# Measured with the Qwen2.5 tokenizer built offline (sft.qwen_vocab) on data/demo_yiliao.json; bench.prep
+# Measured with the Qwen2.5 tokenizer built offline (sft.model.qwen_vocab) on data/demo_yiliao.json; bench.prep
 # draws its generated rows from these lengths.
 QUESTION_CHARS = (50.0, 0.7)  # lognormal (median, sigma) of a question's characters
 ANSWER_CHARS = (150.0, 1.0)  # ... of an answer's
@@ -101,8 +101,8 @@ def dry_run_settings() -> Settings:
 def qwen25_05b_dir(cache_dir: Path, layers: int) -> Path:
     """A model dir of the Qwen2.5-0.5B architecture with random weights (seed 0) and the tiny model's
     tokenizer (its ids all fall inside Qwen's 151936-row embedding), built once under the cache dir."""
-    from sft.build_once import build_once
-    from sft.tiny_model import TINY_MODEL_NAME, ensure_tiny_model
+    from sft.data.build_once import build_once
+    from sft.model.tiny_model import TINY_MODEL_NAME, ensure_tiny_model
 
     def build(directory: Path) -> None:
         import torch
@@ -180,8 +180,8 @@ def time_mode(settings: Settings, overrides: list[str], work_dir: Path, profile:
     """One pass of one mode through the recipe's own Trainer; its figures."""
     import torch
 
-    from sft.compile import CompileCounts
-    from sft.train import build_run
+    from sft.model.compile import CompileCounts
+    from sft.recipe.train import build_run
 
     steps = settings.warmup_steps + settings.timed_steps
     cfg = compose([*settings.overrides, *overrides, f"trainer.max_steps={steps}", f"trainer.save_steps={10 * steps}",

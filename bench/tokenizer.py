@@ -57,8 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    from sft.qwen_vocab import ensure_qwen2_tokenizer
-    from sft.tiny_model import TINY_MODEL_NAME, demo_texts, ensure_tiny_model
+    from sft.model.qwen_vocab import ensure_qwen2_tokenizer
+    from sft.model.tiny_model import TINY_MODEL_NAME, demo_texts, ensure_tiny_model
 
     source, held_out = held_out_texts(args.text)
     demo = list(demo_texts())

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import yaml
 
-    from sft.tiny_model import ensure_tiny_model
+    from sft.model.tiny_model import ensure_tiny_model
 
     cache_dir = Path(args.cache_dir).expanduser().resolve()
     lf_python = llamafactory_venv(cache_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 from judge.errors import JudgeInputError
 from judge.metrics import METRICS
 from judge.selection import ADAPTER_CONFIG, Candidate
-from sft.errors import ConfigError, DataError
+from sft.lifecycle.errors import ConfigError, DataError
 
 EXIT_BAD_INPUT = 2
 DEFAULT_OUT = Path("reports") / "judge"
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from judge.selection import adapter_settings, choose
     from judge.serve import merge_adapter, vllm_command, write_serve_script
     from judge.verdict import floor_lines, label_set_lines, same_answer_lines
-    from sft.model import load_tokenizer, local_path
+    from sft.model.load import load_tokenizer, local_path
 
     if not args.paths and not args.storage:
         raise JudgeInputError("nothing to judge: give a sweep folder / run dirs, or --storage")

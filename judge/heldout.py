@@ -1,6 +1,6 @@
 """The rows a study is judged on: the run's own held-out split, and prompts for the side-by-side table.
 
-The split is the one training held out, obtained by the very call the recipe makes (sft/train.py),
+The split is the one training held out, obtained by the very call the recipe makes (sft/recipe/train.py),
 so every adapter of a study is judged on rows it never trained on. A generation prompt is the exact
 token ids training used for the prompt part of the last turn (system, history, question and the
 assistant header); the reference is that turn's answer.
@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from judge.errors import JudgeInputError
-from sft.template import IGNORE_INDEX, get_template, turn_elements
+from sft.data.template import IGNORE_INDEX, get_template, turn_elements
 
 
 @dataclass
@@ -44,10 +44,10 @@ class Prompt:
 
 
 def run_splits(cfg: DictConfig, tokenizer: Any) -> Any:
-    """The run's training and held-out rows (sft.data.PreparedData; eval is None when the run held none
-    out). The same prepare_datasets call as sft/train.py, so the rows are the ones training left out:
+    """The run's training and held-out rows (sft.data.prepare.PreparedData; eval is None when the run held none
+    out). The same prepare_datasets call as sft/recipe/train.py, so the rows are the ones training left out:
     the split follows task.data_seed (runs trained before it existed split by trainer.seed)."""
-    from sft.data import prepare_datasets
+    from sft.data.prepare import prepare_datasets
 
     data_seed = cfg.task.get("data_seed")
     seed = int(cfg.trainer.seed if data_seed is None else data_seed)
@@ -109,7 +109,7 @@ def answer_counts(split: Any, tokenizer: Any, suffix: str) -> Counter[str]:
 
 def encode_prompt(tokenizer: Any, template_name: str, question: str, system: str | None) -> list[int]:
     """A user's question encoded as training encodes a prompt part: each template slot on its own."""
-    from sft.slot_encoder import SlotEncoder
+    from sft.data.slot_encoder import SlotEncoder
 
     slots = turn_elements(get_template(template_name), [{"role": "user", "content": question}], system)[0]
     return [token for ids in SlotEncoder(tokenizer).encode(slots) for token in ids]

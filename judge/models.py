@@ -17,8 +17,8 @@ import torch
 from omegaconf import DictConfig
 
 from judge.errors import JudgeInputError
-from sft.model import load_base_model, resolve_precision
-from sft.template import IGNORE_INDEX
+from sft.data.template import IGNORE_INDEX
+from sft.model.load import load_base_model, resolve_precision
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 Advance = Callable[[int], None]
@@ -45,7 +45,7 @@ class AdapterSet:
     def __init__(self, base: Any, adapters: dict[str, Path]) -> None:
         from peft import PeftModel
 
-        from sft.model import peft_quiet
+        from sft.model.load import peft_quiet
 
         self.model = base
         for index, (name, path) in enumerate(adapters.items()):

@@ -54,7 +54,7 @@ def merge_adapter(cfg: Any, adapter_dir: Path, tokenizer: Any, out_dir: Path) ->
     tokenizer: a plain model for AutoModelForCausalLM and any server."""
     from peft import PeftModel
 
-    from sft.model import load_base_model, peft_quiet
+    from sft.model.load import load_base_model, peft_quiet
 
     base = load_base_model(cfg.model, "fp32", cfg.paths.cache_dir)
     with peft_quiet():

@@ -1,9 +1,9 @@
 """The racing pruner: trials of one study race on the same samples, and a trial stops once it is clearly
 behind the leader on those samples.
 
-Every trial of a study trains on the study's sample stream, batch for batch (sft.stream), so two trials'
+Every trial of a study trains on the study's sample stream, batch for batch (sft.data.stream), so two trials'
 training losses over the same range of samples differ by their settings and their seeds, not by which
-samples they drew. Each report a trial makes (sft.callbacks) carries the mean training loss since its
+samples they drew. Each report a trial makes (sft.recipe.callbacks) carries the mean training loss since its
 previous report and a fingerprint of the sample ids trained so far; the reporter keeps them in the
 trial's user attr attrs.PAIRED_LOSSES, in the storage, so this pruner works on every storage, launcher
 and host, and a resumed study races on from what the storage holds.

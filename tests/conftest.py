@@ -31,7 +31,7 @@ def compose_train(overrides):
 
 @pytest.fixture
 def recipe_env(tmp_path, cache_dir, monkeypatch):
-    """For a run of the recipe in this process (sft.train.run_training): the shared cache, outputs under tmp_path."""
+    """For a run of the recipe in this process (sft.recipe.train.run_training): the shared cache, outputs under tmp_path."""
     monkeypatch.setenv("LORASWEEP_CACHE", str(cache_dir))
     monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
 
@@ -54,8 +54,8 @@ def pytest_sessionstart(session):
     says what it builds, a line each. Later sessions find both built and print nothing."""
     if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: the main process built them
         return
-    from sft.qwen_vocab import ensure_qwen2_tokenizer, qwen2_tokenizer_dir
-    from sft.tiny_model import ensure_tiny_model, tiny_model_dir
+    from sft.model.qwen_vocab import ensure_qwen2_tokenizer, qwen2_tokenizer_dir
+    from sft.model.tiny_model import ensure_tiny_model, tiny_model_dir
 
     directory = shared_cache_dir()
     artefacts = [("the tiny model", tiny_model_dir, ensure_tiny_model)]
@@ -76,14 +76,14 @@ def pytest_sessionstart(session):
 def qwen_tokenizer(cache_dir):
     from transformers import AutoTokenizer
 
-    from sft.qwen_vocab import ensure_qwen2_tokenizer
+    from sft.model.qwen_vocab import ensure_qwen2_tokenizer
 
     return AutoTokenizer.from_pretrained(ensure_qwen2_tokenizer(cache_dir))
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(cache_dir):
-    from sft.tiny_model import ensure_tiny_model
+    from sft.model.tiny_model import ensure_tiny_model
 
     return ensure_tiny_model(cache_dir)
 

@@ -282,12 +282,12 @@ def test_bad_input_is_refused_in_one_clear_line_by_a_real_process(tmp_path, args
 def test_an_unexpected_error_says_which_train_log_holds_its_traceback(tmp_path, capfd, monkeypatch):
     """Not bad input: exit code 1, one line on stderr naming the run's train.log, which holds the traceback,
     and result.json failed with the error."""
-    import sft.preflight
+    import sft.lifecycle.preflight
 
     def broken(cfg):
         raise RuntimeError("a bug the user cannot fix")
 
-    monkeypatch.setattr(sft.preflight, "check_before_loading", broken)
+    monkeypatch.setattr(sft.lifecycle.preflight, "check_before_loading", broken)
     run_dir = tmp_path / "run"
     code, out, err = run_here(["model=tiny", f"hydra.run.dir={run_dir}"], tmp_path, capfd)
     assert code == 1 and "Traceback" not in out + err, out + err

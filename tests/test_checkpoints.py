@@ -1,4 +1,4 @@
-"""Checkpoints that cannot poison a resume (sft/checkpoints.py): each is written whole or not at all, a
+"""Checkpoints that cannot poison a resume (sft/recipe/checkpoints.py): each is written whole or not at all, a
 resume skips one whose files do not load for the last good one, and a full disk during a save ends the
 run failed, naming the disk, with the last good checkpoint left as the resume point."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from conftest import compose_train
 
 from runs.jsonl import read_jsonl
-from sft.checkpoints import CheckpointDiskFull, checkpoint_problem, rotate_checkpoints, staged_checkpoint
+from sft.recipe.checkpoints import CheckpointDiskFull, checkpoint_problem, rotate_checkpoints, staged_checkpoint
 
 # the tests that copy the one trained run: one pytest-xdist worker trains it for them all
 reads_finished_run = pytest.mark.xdist_group("checkpoints_finished_run")
@@ -69,7 +69,7 @@ def test_rotation_keeps_the_checkpoint_just_saved_and_leaves_later_steps(tmp_pat
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, cache_dir):
     """One run of RUN (checkpoints 2, 4, 6), trained once for the tests that copy and damage it."""
-    from sft.train import run_training
+    from sft.recipe.train import run_training
 
     root = tmp_path_factory.mktemp("project")
     with pytest.MonkeyPatch.context() as patch:
@@ -110,7 +110,7 @@ def test_each_file_a_resume_reads_is_checked(finished, tmp_path, damaged):
 @reads_finished_run
 @pytest.mark.parametrize("damaged", ["adapter_model.safetensors", "optimizer.pt"])
 def test_a_resume_skips_a_truncated_checkpoint_and_continues_from_the_last_good_one(finished, tmp_path, recipe_env, caplog, damaged):
-    from sft.train import run_training
+    from sft.recipe.train import run_training
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished, run_dir)
@@ -146,8 +146,8 @@ def test_a_full_disk_during_a_save_fails_the_run_and_a_resume_continues_from_the
         finished, tmp_path, recipe_env, caplog, small_disk):
     """On a tmpfs with room for the run's logs and one checkpoint and a half; where no tmpfs can be mounted,
     the second save's optimizer.pt fails with ENOSPC half written."""
-    from sft.train import run_training
-    from sft.trainer import SFTTrainer
+    from sft.recipe.train import run_training
+    from sft.recipe.trainer import SFTTrainer
 
     checkpoint_bytes = sum(path.stat().st_size for path in (finished / "checkpoint-2").iterdir())
     run_dir = (small_disk or tmp_path) / "run"

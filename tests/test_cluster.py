@@ -193,7 +193,7 @@ def test_a_trial_past_its_time_limit_is_requeued_and_resumes_the_same_curve(tmp_
     assert states.split() == ["REQUEUED", "COMPLETED"], states  # requeued once, by submitit on SLURM's signal
     assert (run_dir / checkpoint).is_dir()  # saved on the signal, in the run dir the requeued job resumed in
     log = (run_dir / "train.log").read_text()  # both jobs' log lines, the recipe's INFO lines among them
-    assert f"resuming from {run_dir / checkpoint}" in log and log.count("[sft.train][INFO] - data: ") == 2, log
+    assert f"resuming from {run_dir / checkpoint}" in log and log.count("[sft.recipe.train][INFO] - data: ") == 2, log
     resumed, uninterrupted = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
     assert [m["step"] for m in resumed] == [m["step"] for m in uninterrupted]  # continued, no step twice
     assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in uninterrupted], rel=1e-5)

@@ -5,10 +5,10 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from sft.attention import SDPA_VARLEN, padding_free_attention
-from sft.collate import (IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, TRAINER_KEYS, PaddedCollator, PaddingFreeCollator,
+from sft.model.attention import SDPA_VARLEN, padding_free_attention
+from sft.model.lora_dropout import PaddedLayoutDropout, use_padded_layout_dropout
+from sft.recipe.collate import (IGNORE_INDEX, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, TRAINER_KEYS, PaddedCollator, PaddingFreeCollator,
                           model_inputs, pack_examples)
-from sft.lora_dropout import PaddedLayoutDropout, use_padded_layout_dropout
 
 VOCAB = 1000
 PAD = 0
@@ -139,9 +139,9 @@ def test_trainer_loss_on_label_logits_only_matches_the_full_loss_and_gradients(t
     mask) it projects every position, and the comparison is of the full loss with itself."""
     from transformers import TrainingArguments
 
-    from sft.callbacks import SeenCounter
-    from sft.stream import StreamSampler
-    from sft.trainer import SFTTrainer, slices_logits_per_row
+    from sft.data.stream import StreamSampler
+    from sft.recipe.callbacks import SeenCounter
+    from sft.recipe.trainer import SFTTrainer, slices_logits_per_row
 
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
     model = get_peft_model(tiny_qwen2(SDPA_VARLEN), lora).train()
@@ -182,7 +182,7 @@ def tensor_token_count(batch) -> int:
 def test_count_batch_reads_the_collators_counts_which_equal_the_tensor_counts(collator, packed):
     """The ints each collator puts in its batch are the samples and non-pad tokens that count_batch used to
     read from the tensors; count_batch reads no tensor (here on the meta device, where a read would fail)."""
-    from sft.trainer import count_batch
+    from sft.recipe.trainer import count_batch
 
     examples = make_examples(LENGTHS)
     batch = collator(pack_examples(examples, cutoff_len=32) if packed else examples)
@@ -210,12 +210,12 @@ def test_padded_layout_is_worked_out_only_when_read():
 
 def lora_dropout_trainer(tmp_path, padding_free: bool):
     """SFTTrainer on a tiny Qwen2 with LoRA dropout 0.1 (the same initial weights every call), set up as
-    sft.train builds it: padding-free batches carry the padded layout, which the swapped-in dropout reads."""
+    sft.recipe.train builds it: padding-free batches carry the padded layout, which the swapped-in dropout reads."""
     from transformers import TrainingArguments
 
-    from sft.callbacks import SeenCounter
-    from sft.stream import StreamSampler
-    from sft.trainer import SFTTrainer
+    from sft.data.stream import StreamSampler
+    from sft.recipe.callbacks import SeenCounter
+    from sft.recipe.trainer import SFTTrainer
 
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear", init_lora_weights=False)
     model = get_peft_model(tiny_qwen2(SDPA_VARLEN), lora).train()
@@ -227,7 +227,7 @@ def lora_dropout_trainer(tmp_path, padding_free: bool):
 
 
 def test_padding_free_lora_dropout_trains_the_padded_path_step_for_step(tmp_path):
-    """With LoRA dropout, padding-free batches draw the padded batch's masks (sft.lora_dropout): the same
+    """With LoRA dropout, padding-free batches draw the padded batch's masks (sft.model.lora_dropout): the same
     loss and LoRA gradients at every step, and the generator left where the padded path leaves it."""
     runs = []
     for padding_free in (False, True):

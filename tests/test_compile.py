@@ -1,4 +1,4 @@
-"""trainer.compile (sft.compile) and lora.dtype: a compiled run trains the eager run's steps, and the adapters
+"""trainer.compile (sft.model.compile) and lora.dtype: a compiled run trains the eager run's steps, and the adapters
 take the dtype asked for."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from conftest import compose_train
 from safetensors.torch import load_file
 
 from runs.jsonl import read_jsonl
-from sft.compile import resolve_compile, use_compile_cache
-from sft.errors import ConfigError
+from sft.lifecycle.errors import ConfigError
+from sft.model.compile import resolve_compile, use_compile_cache
 
 # Compiled and eager fp32 kernels sum in other orders: the losses of 10 steps agreed within 1.5e-6 and the
 # adapters within 1e-8 on a CPU; the bounds leave a margin for other CPUs' vector widths.
@@ -39,7 +39,7 @@ def test_compiled_kernels_are_cached_under_the_cache_dir(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("adapter_dtype,expected", [("fp32", torch.float32), ("compute", torch.bfloat16)])
 def test_lora_dtype(cache_dir, adapter_dtype, expected):
-    from sft.model import load_model
+    from sft.model.load import load_model
 
     cfg = compose_train(["model=tiny", f"lora.dtype={adapter_dtype}"])
     model = load_model(cfg.model, cfg.lora, "bf16", cache_dir, gradient_checkpointing=False)
@@ -49,7 +49,7 @@ def test_lora_dtype(cache_dir, adapter_dtype, expected):
 
 
 def test_unknown_lora_dtype_is_refused(cache_dir):
-    from sft.model import load_model
+    from sft.model.load import load_model
 
     cfg = compose_train(["model=tiny", "lora.dtype=fp8"])
     with pytest.raises(ConfigError, match="lora.dtype='fp8'"):
@@ -62,14 +62,14 @@ def test_compiled_runs_train_the_eager_runs_steps(tmp_path, recipe_env, cache_di
     same losses and adapter within the tolerances, no recompile after the first step whatever the batches'
     lengths, and the kernels cached under paths.cache_dir. Compiling costs about a minute of CPU when the
     cache is cold (it outlives the session with the rest of the test cache)."""
-    from sft.train import run_training
+    from sft.recipe.train import run_training
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # restored after the test: the recipe points it at the cache dir
     for padding_free in ("true", "false"):
         runs = {}
         for compiled in ("false", "true"):
             run_dir = tmp_path / f"padding_free_{padding_free}_compile_{compiled}"
-            with caplog.at_level(logging.INFO, logger="sft.compile"):
+            with caplog.at_level(logging.INFO, logger="sft.model.compile"):
                 caplog.clear()
                 run_training(compose_train([*BASE, f"trainer.padding_free={padding_free}", f"trainer.compile={compiled}"]), run_dir)
             counts = [r.getMessage() for r in caplog.records if "recompile" in r.getMessage()]

@@ -3,13 +3,13 @@ or the HF tokenizer, and its cached files give them back."""
 from conftest import ROOT
 from omegaconf import OmegaConf
 
-import sft.data
-from sft.data import prepare_datasets
-from sft.slot_encoder import SlotEncoder
+import sft.data.prepare
+from sft.data.prepare import prepare_datasets
+from sft.data.slot_encoder import SlotEncoder
 
 
 def test_two_processes_give_the_ids_of_one(tmp_path, qwen_tokenizer, monkeypatch):
-    monkeypatch.setattr(sft.data, "LARGE_DATASET_ROWS", 0)  # the parallel path, which large sets take, on a small one
+    monkeypatch.setattr(sft.data.prepare, "LARGE_DATASET_ROWS", 0)  # the parallel path, which large sets take, on a small one
     task = OmegaConf.load(ROOT / "conf" / "task" / "demo.yaml")
     task.update(dataset=["demo_yiliao", "demo_cate"], dataset_dir=str(ROOT / "data"), cutoff_len=128, max_samples=300)
     one = prepare_datasets(task, qwen_tokenizer, tmp_path / "one", seed=0, num_proc=1)

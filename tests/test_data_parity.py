@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from sft.data import prepare_datasets
-from sft.errors import ConfigError, DataError
+from sft.data.prepare import prepare_datasets
+from sft.lifecycle.errors import ConfigError, DataError
 
 M = -100
 SYSTEM_HEADER = [151644, 8948, 198]  # <|im_start|> system \n

@@ -7,7 +7,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from sft.demo_data import DATASET_INFO, write_demo_data
+from sft.data.demo_data import DATASET_INFO, write_demo_data
 
 COMMITTED_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
@@ -23,7 +23,7 @@ def test_generator_reproduces_committed_files_byte_for_byte(generated_dir: Path)
     for path in sorted(generated_dir.iterdir()):
         committed = COMMITTED_DATA_DIR / path.name
         assert committed.read_bytes() == path.read_bytes(), (
-            f"{committed} differs from the generator's output: run `python -m sft.demo_data data/` and commit")
+            f"{committed} differs from the generator's output: run `python -m sft.data.demo_data data/` and commit")
 
 
 def test_generator_is_deterministic(generated_dir: Path, tmp_path: Path) -> None:

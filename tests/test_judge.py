@@ -172,7 +172,7 @@ def test_switching_adapters_equals_loading_each_and_merge_matches(sweep, env):
     from judge.models import AdapterSet, generate, load_base
     from judge.runconfig import load_run_config
     from judge.serve import merge_adapter
-    from sft.model import load_base_model, load_tokenizer
+    from sft.model.load import load_base_model, load_tokenizer
 
     cfg = load_run_config(sweep / "0")
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)

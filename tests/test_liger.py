@@ -4,14 +4,14 @@ import pytest
 import transformers.utils
 from conftest import compose_train
 
-import sft.train
-from sft.batching import MicroBatches
-from sft.train import LIGER_KERNEL_CONFIG, liger_arguments, training_arguments
+import sft.recipe.train
+from sft.recipe.batching import MicroBatches
+from sft.recipe.train import LIGER_KERNEL_CONFIG, liger_arguments, training_arguments
 
 
 @pytest.mark.parametrize(("cuda", "installed"), [(False, False), (False, True), (True, False)])
 def test_no_liger_without_both_a_gpu_and_liger_kernel(monkeypatch, tmp_path, cuda, installed):
-    monkeypatch.setattr(sft.train, "_cuda", lambda: cuda)
+    monkeypatch.setattr(sft.recipe.train, "_cuda", lambda: cuda)
     monkeypatch.setattr(transformers.utils, "is_liger_kernel_available", lambda: installed)
     assert liger_arguments("fp32") == {}
     if not cuda:
@@ -20,7 +20,7 @@ def test_no_liger_without_both_a_gpu_and_liger_kernel(monkeypatch, tmp_path, cud
 
 
 def test_a_gpu_with_liger_kernel_gets_its_fused_linear_cross_entropy_only(monkeypatch):
-    monkeypatch.setattr(sft.train, "_cuda", lambda: True)
+    monkeypatch.setattr(sft.recipe.train, "_cuda", lambda: True)
     monkeypatch.setattr(transformers.utils, "is_liger_kernel_available", lambda: True)
     assert liger_arguments("bf16") == {"use_liger_kernel": True, "liger_kernel_config": LIGER_KERNEL_CONFIG}
     assert [name for name, on in LIGER_KERNEL_CONFIG.items() if on] == ["fused_linear_cross_entropy"]

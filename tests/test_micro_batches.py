@@ -1,5 +1,5 @@
 """trainer.merge_micro_batches: a padding-free step's micro-batches as one forward pass. Which runs merge
-(sft.batching.micro_batches), and that a merged run trains the same steps as the accumulated one (an
+(sft.recipe.batching.micro_batches), and that a merged run trains the same steps as the accumulated one (an
 in-process run of the recipe on the tiny model)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from runs.jsonl import read_jsonl
-from sft.batching import MicroBatches, batching_for, micro_batches, most_tokens_per_batch
+from sft.recipe.batching import MicroBatches, batching_for, micro_batches, most_tokens_per_batch
 
 LENGTHS = [5, 3, 8, 2, 7, 4]  # six training rows; cutoff 8 and batch 2 allow 16 tokens a forward pass
 
@@ -60,13 +60,13 @@ BASE = ["model=tiny", "task=demo", "task.max_samples=60", "task.val_size=8", "ta
 
 @pytest.mark.slow
 def test_a_merged_run_trains_the_same_steps_as_the_accumulated_one(tmp_path, recipe_env, caplog):
-    from sft.train import run_training
+    from sft.recipe.train import run_training
 
     runs = {}
     for merge in (True, False):
         cfg = compose_train([*BASE, f"trainer.merge_micro_batches={str(merge).lower()}"])
         run_dir = tmp_path / f"merge_{merge}"
-        with caplog.at_level(logging.INFO, logger="sft.batching"):
+        with caplog.at_level(logging.INFO, logger="sft.recipe.batching"):
             caplog.clear()
             run_training(cfg, run_dir)
         merged_line = [r.getMessage() for r in caplog.records if "one forward pass of 6 samples" in r.getMessage()]

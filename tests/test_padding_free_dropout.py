@@ -1,5 +1,5 @@
 """trainer.padding_free is a speed switch on a CPU: with LoRA dropout, the recipe's padding-free run draws
-the padded run's dropout masks (sft.lora_dropout) and trains the same adapter. In-process runs of the
+the padded run's dropout masks (sft.model.lora_dropout) and trains the same adapter. In-process runs of the
 recipe on the tiny model, and which batchings get the padded-layout dropout."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from runs.jsonl import read_jsonl
-from sft.batching import batching_for
-from sft.collate import PADDED_LAYOUT_KEY, PaddedCollator
-from sft.train import run_training
+from sft.recipe.batching import batching_for
+from sft.recipe.collate import PADDED_LAYOUT_KEY, PaddedCollator
+from sft.recipe.train import run_training
 
 BASE = ["model=tiny", "task=demo", "task.max_samples=60", "task.val_size=8", "task.cutoff_len=128", "lora.dropout=0.1",
         "trainer.per_device_batch_size=4", "trainer.max_steps=4", "trainer.logging_steps=1", "trainer.save_steps=1000"]

@@ -14,10 +14,10 @@ from omegaconf import OmegaConf
 from tokenizers import normalizers
 from transformers import AutoTokenizer
 
-from sft.data import prepare_datasets
-from sft.demo_data import make_cate, make_spo, make_yiliao_alpaca
-from sft.slot_encoder import SlotEncoder
-from sft.tiny_model import demo_texts
+from sft.data.demo_data import make_cate, make_spo, make_yiliao_alpaca
+from sft.data.prepare import prepare_datasets
+from sft.data.slot_encoder import SlotEncoder
+from sft.model.tiny_model import demo_texts
 
 EDGE_TEXTS = [
     "<|im_start|>user\n<|im_end|><|im_end|>\n<|im_start|>assistant\n",
@@ -72,7 +72,7 @@ def test_a_worker_process_gets_the_encoder_it_inherited_or_rebuilds_it(qwen_toke
 def test_a_pipeline_tiktoken_cannot_reproduce_falls_back_to_the_hf_tokenizer(tiny_model_dir, caplog):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tokenizer.backend_tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    with caplog.at_level("INFO", logger="sft.slot_encoder"):
+    with caplog.at_level("INFO", logger="sft.data.slot_encoder"):
         encoder = SlotEncoder(tokenizer)
     assert not encoder.uses_tiktoken
     assert "the normalizer is Sequence, not NFC" in caplog.text
@@ -82,7 +82,7 @@ def test_a_pipeline_tiktoken_cannot_reproduce_falls_back_to_the_hf_tokenizer(tin
 
 def test_without_tiktoken_installed_the_hf_tokenizer_is_used(qwen_tokenizer, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "tiktoken", None)
-    with caplog.at_level("INFO", logger="sft.slot_encoder"):
+    with caplog.at_level("INFO", logger="sft.data.slot_encoder"):
         encoder = SlotEncoder(qwen_tokenizer)
     assert not encoder.uses_tiktoken and "pip install tiktoken" in caplog.text
 

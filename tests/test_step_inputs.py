@@ -11,10 +11,10 @@ from peft import LoraConfig, get_peft_model
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from sft.attention import DocumentMask, document_causal
-from sft.collate import (IGNORE_INDEX, LABEL_POSITIONS_KEY, NEXT_LABELS_KEY, TRAINER_KEYS, PaddedCollator, PaddingFreeCollator,
+from sft.model.attention import DocumentMask, document_causal
+from sft.recipe.collate import (IGNORE_INDEX, LABEL_POSITIONS_KEY, NEXT_LABELS_KEY, TRAINER_KEYS, PaddedCollator, PaddingFreeCollator,
                          block_causal_mask, label_targets, model_inputs, pack_examples)
-from sft.trainer import count_batch, loss_inputs
+from sft.recipe.trainer import count_batch, loss_inputs
 
 LENGTHS = [9, 23, 4, 31, 15, 2]
 
@@ -87,9 +87,9 @@ def test_a_padding_free_training_step_never_waits_for_the_gpu(tmp_path):
     fused AdamW) after a warm-up step: torch raises on any synchronising CUDA call inside it."""
     from transformers import TrainingArguments
 
-    from sft.callbacks import SeenCounter
-    from sft.stream import StreamSampler
-    from sft.trainer import SFTTrainer
+    from sft.data.stream import StreamSampler
+    from sft.recipe.callbacks import SeenCounter
+    from sft.recipe.trainer import SFTTrainer
 
     config = Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
                          vocab_size=128, use_cache=False, attn_implementation="flex_attention")
@@ -138,8 +138,8 @@ def test_flex_attention_with_the_collators_block_mask_gives_the_padded_loss():
 
 @pytest.mark.parametrize("on_cuda,expected", [(True, "adamw_torch_fused"), (False, "adamw_torch")])
 def test_adamw_runs_fused_on_cuda(monkeypatch, on_cuda, expected):
-    import sft.train
+    import sft.recipe.train
 
-    monkeypatch.setattr(sft.train, "_cuda", lambda: on_cuda)
-    assert sft.train.optimizer_name("adamw_torch") == expected
-    assert sft.train.optimizer_name("sgd") == "sgd"
+    monkeypatch.setattr(sft.recipe.train, "_cuda", lambda: on_cuda)
+    assert sft.recipe.train.optimizer_name("adamw_torch") == expected
+    assert sft.recipe.train.optimizer_name("sgd") == "sgd"

@@ -1,4 +1,4 @@
-"""One sample stream per study (sft/stream.py): every trial trains on the same samples in the same order
+"""One sample stream per study (sft/data/stream.py): every trial trains on the same samples in the same order
 up to its exact budget whatever its batch size or accumulation; repeats vary only the training seed; the
 eval loss is the same at any eval batch size. In-process runs of the recipe on the tiny model."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from conftest import compose_train
 from safetensors.torch import load_file
 
 from runs.jsonl import read_jsonl
-from sft.train import run_training
+from sft.recipe.train import run_training
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from runs.project import register_project_dir
-from sft.batching import MicroBatches
+from sft.recipe.batching import MicroBatches
 from runs.budget import plan_budget
-from sft.train import training_arguments
+from sft.recipe.train import training_arguments
 from sweeper.notes import ACCUMULATION_KEY, BATCH_KEY, SCHEDULER_KEY, accumulation_for, effective_batch
 from sweeper.search_space import build_search_space
 from tests.conftest import ROOT, compose_train

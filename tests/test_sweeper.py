@@ -585,7 +585,7 @@ def test_ctrl_c_leaves_submitit_jobs_running_and_the_same_command_adopts_the_fin
 
 
 def test_a_run_whose_trial_was_ended_under_it_records_failed_with_the_reason(tmp_path, monkeypatch):
-    from sft.ending import ending_recorded
+    from sft.lifecycle.ending import ending_recorded
     from sweeper.reporter import TrialReporter
 
     storage = f"sqlite:///{tmp_path}/study.db"

@@ -1,8 +1,8 @@
 """LLaMA-Factory's truncation and masking rules (docs/parity.md rules 3-4), on hand-made token ids."""
 import pytest
 
-from sft.errors import ConfigError
-from sft.template import IGNORE_INDEX, build_supervised_examples, get_template, infer_seqlen, turn_elements
+from sft.data.template import IGNORE_INDEX, build_supervised_examples, get_template, infer_seqlen, turn_elements
+from sft.lifecycle.errors import ConfigError
 
 M = IGNORE_INDEX
 

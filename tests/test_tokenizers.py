@@ -17,7 +17,7 @@ import torch
 from tiktoken.load import load_tiktoken_bpe
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sft.qwen_vocab import (
+from sft.model.qwen_vocab import (
     EOS_TOKEN,
     PAD_TOKEN,
     QWEN2_PATTERN,
@@ -26,7 +26,7 @@ from sft.qwen_vocab import (
     ensure_qwen2_tokenizer,
     qwen_tiktoken_path,
 )
-from sft.tiny_model import PRETRAIN_STEPS, TINY_MODEL_NAME, demo_texts
+from sft.model.tiny_model import PRETRAIN_STEPS, TINY_MODEL_NAME, demo_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 CHINESE = "患者您好，根据您描述的症状，建议先测量血压，再到医院心内科就诊。"
@@ -81,7 +81,7 @@ def test_concurrent_builds_agree_and_match_an_earlier_build(tiny_model_dir: Path
     """Two processes racing on an empty cache both get the same complete dir (one builds, saying what and
     stage by stage, the other waits on the lock), byte-identical to the cached build (so builds are
     deterministic too)."""
-    code = ("import logging, sys; logging.basicConfig(level=logging.INFO); from sft.tiny_model import ensure_tiny_model; "
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO); from sft.model.tiny_model import ensure_tiny_model; "
             "print(ensure_tiny_model(sys.argv[1]))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from runs.schema import check_config
 from runs.smoothing import objective_from_metrics
-from sft.errors import ConfigError
+from sft.lifecycle.errors import ConfigError
 
 TINY = ["model=tiny", "task=demo", "task.max_samples=120", "task.cutoff_len=128", "optimizer.lr=2e-3",
         "trainer.per_device_batch_size=4", "trainer.logging_steps=2", "trainer.save_steps=10"]
@@ -141,12 +141,12 @@ def test_a_stop_signal_after_the_last_step_leaves_the_run_completed(tmp_path, ca
     default action ends the process, as submitit's handler would after requeueing the job)."""
     run_dir = tmp_path / "run"
     probe = ("import os, runpy, signal, sys\n"
-             "import sft.train\n"
-             "plot = sft.train.plot_llamafactory_loss\n"
+             "import sft.recipe.train\n"
+             "plot = sft.recipe.train.plot_llamafactory_loss\n"
              "def plot_then_signal(*args, **kwargs):\n"
              "    os.kill(os.getpid(), signal.SIGUSR2)\n"
              "    return plot(*args, **kwargs)\n"
-             "sft.train.plot_llamafactory_loss = plot_then_signal\n"
+             "sft.recipe.train.plot_llamafactory_loss = plot_then_signal\n"
              "sys.argv = ['train.py', 'experiment=quickstart', 'trainer.max_steps=4', 'trainer.logging_steps=2', "
              f"'task.val_size=0', 'hydra.run.dir={run_dir}']\n"
              "runpy.run_path('train.py', run_name='__main__')\n")
@@ -247,7 +247,7 @@ def test_a_budget_shorter_than_one_logging_interval_is_refused_before_torch_is_i
 
 
 def test_a_requeued_job_of_a_pruned_run_returns_the_pruned_result(tmp_path, monkeypatch):
-    from sft.train import run_training
+    from sft.recipe.train import run_training
 
     pruned = {"status": "pruned", "reason": "pruned at 48 samples seen", "objective": 3.5, "objective_name": "smoothed_loss"}
     (tmp_path / "result.json").write_text(json.dumps(pruned))
@@ -259,7 +259,7 @@ def test_a_requeued_job_of_a_pruned_run_returns_the_pruned_result(tmp_path, monk
 def test_a_plain_rerun_of_a_finished_run_trains_again(tmp_path, monkeypatch):
     """Without SLURM's requeue count the same command into the same run dir trains again: here its config is
     refused, and result.json says so instead of keeping the earlier completed result."""
-    from sft.train import run_training
+    from sft.recipe.train import run_training
 
     completed = {"status": "completed", "reason": None, "objective": 3.5, "objective_name": "smoothed_loss"}
     (tmp_path / "result.json").write_text(json.dumps(completed))

@@ -13,7 +13,7 @@ from typing import Any
 from runs.files import RESULT_FILE
 from runs.result import write_result
 from runs.trial import TrialEnded
-from sft.errors import TrainingFailed
+from sft.lifecycle.errors import TrainingFailed
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def ending_recorded(run_dir: Path, objective_name: str) -> Iterator[None]:
     """Runs the body with SIGTERM turned into Interrupted; when it raises, result.json gets status
     failed (bad input, I/O error, diverged loss, an unexpected error) or interrupted, with the reason, unless the body
     wrote the run's ending itself. An earlier session's ending is left in place until the recipe has
-    read it (sft.train.run_training: an interrupted one resumes), and replaced if the body fails first."""
+    read it (sft.recipe.train.run_training: an interrupted one resumes), and replaced if the body fails first."""
     earlier = _written(run_dir)
     previous = _on_sigterm(_raise_interrupted)
     try:

@@ -1,7 +1,7 @@
 """The HF Trainer with what it does not do itself: count samples and non-pad tokens exactly (the x axis
 for comparing batch sizes), record which samples each step trained on, read the study's one sample
-stream (sft.stream) instead of sampling per trial, project to the vocabulary only where a label is, and
-hand padding-free batches' padded layout to the LoRA dropout that draws in it (sft.lora_dropout).
+stream (sft.data.stream) instead of sampling per trial, project to the vocabulary only where a label is, and
+hand padding-free batches' padded layout to the LoRA dropout that draws in it (sft.model.lora_dropout).
 """
 from __future__ import annotations
 
@@ -11,23 +11,23 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from sft.callbacks import SeenCounter
-from sft.checkpoints import AtomicCheckpoints
-from sft.collate import (IGNORE_INDEX, LABEL_POSITIONS_KEY, NEXT_LABELS_KEY, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY,
+from sft.data.stream import SAMPLE_IDS_KEY, StreamSampler
+from sft.model.lora_dropout import LayoutSlot
+from sft.recipe.callbacks import SeenCounter
+from sft.recipe.checkpoints import AtomicCheckpoints
+from sft.recipe.collate import (IGNORE_INDEX, LABEL_POSITIONS_KEY, NEXT_LABELS_KEY, PADDED_LAYOUT_KEY, SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY,
                           TRAINER_KEYS, model_inputs)
-from sft.lora_dropout import LayoutSlot
-from sft.stream import SAMPLE_IDS_KEY, StreamSampler
 
 
 def count_batch(inputs: dict[str, Any]) -> tuple[int, int]:
-    """(samples, non-pad tokens) in one micro-batch: the ints its collator put in it (sft.collate). Summing
+    """(samples, non-pad tokens) in one micro-batch: the ints its collator put in it (sft.recipe.collate). Summing
     its attention mask instead would wait for the GPU that already holds the batch, every micro-batch."""
     return inputs[SAMPLE_COUNT_KEY], inputs[TOKEN_COUNT_KEY]
 
 
 def loss_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     """The model's inputs for a training loss read at the label positions only: the collator's label positions
-    (sft.collate.label_targets) as logits_to_keep, an index whose size the CPU set, and its next-token labels
+    (sft.recipe.collate.label_targets) as logits_to_keep, an index whose size the CPU set, and its next-token labels
     as shift_labels. Nothing here reads a tensor, so the step queues its work on a GPU without waiting."""
     return {**model_inputs(inputs), "logits_to_keep": inputs[LABEL_POSITIONS_KEY], "shift_labels": inputs[NEXT_LABELS_KEY]}
 
@@ -44,7 +44,7 @@ def slices_logits_per_row() -> bool:
 
 class SFTTrainer(AtomicCheckpoints, Trainer):
     def __init__(self, *args: Any, counter: SeenCounter, stream: StreamSampler, layout_slot: LayoutSlot | None = None, **kwargs: Any) -> None:
-        """layout_slot: the slot of the model's PaddedLayoutDropout modules (sft.lora_dropout), if it has them."""
+        """layout_slot: the slot of the model's PaddedLayoutDropout modules (sft.model.lora_dropout), if it has them."""
         super().__init__(*args, **kwargs)
         self.counter = counter
         self.stream = stream

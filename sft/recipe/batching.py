@@ -5,7 +5,7 @@ a batch end to end in one row, no pad token computed, each sample attending only
 Padding-free is exact (same loss as padded, every sample's logits as if run alone; tests/test_collate.py)
 so it is on by default; it needs an attention that reads the sample boundaries, chosen here. With LoRA
 dropout, on a CPU, its batches also carry the padded layout, so that the dropout draws the padded path's
-masks (sft.lora_dropout): padding-free then trains the padded path's model. Not on a GPU, whose fused
+masks (sft.model.lora_dropout): padding-free then trains the padded path's model. Not on a GPU, whose fused
 dropout kernel draws otherwise, nor with packing, which is another batch altogether.
 
 On a GPU, padding-free also merges an optimizer step's micro-batches into one forward pass when their
@@ -24,10 +24,10 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 
-from sft.attention import PADDING_FREE_CHOICES, padding_free_attention
-from sft.collate import PaddedCollator, PaddingFreeCollator, pack_examples
-from sft.errors import ConfigError
-from sft.stream import SAMPLE_ID_COLUMN
+from sft.data.stream import SAMPLE_ID_COLUMN
+from sft.lifecycle.errors import ConfigError
+from sft.model.attention import PADDING_FREE_CHOICES, padding_free_attention
+from sft.recipe.collate import PaddedCollator, PaddingFreeCollator, pack_examples
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Batching:
     train: datasets.Dataset
     attn_implementation: str  # what the model is loaded with ("auto" = transformers' choice)
     samples_per_row: float  # > 1 with packing
-    padded_layout_dropout: bool = False  # the collator adds the padded layout for sft.lora_dropout
+    padded_layout_dropout: bool = False  # the collator adds the padded layout for sft.model.lora_dropout
 
 
 def batching_for(trainer_cfg: Any, attn_implementation: str, pad_token_id: int, train: datasets.Dataset, cutoff_len: int,

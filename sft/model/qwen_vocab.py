@@ -3,7 +3,7 @@
 No model hub is reachable from these machines, yet our token ids must be Qwen2.5's so that loss values
 match LLaMA-Factory's (docs/parity.md rule 9). Qwen2.5's byte-level BPE ranks ship in dashscope's
 `qwen.tiktoken`; transformers' TikTokenConverter recovers the merges from them. The tiny model's tokenizer
-(sft/tiny_model.py) uses the same pre-tokenizer, added tokens and chat template, so code written against
+(sft/model/tiny_model.py) uses the same pre-tokenizer, added tokens and chat template, so code written against
 one works with the other.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 
-from sft.build_once import build_once
+from sft.data.build_once import build_once
 
 QWEN2_PATTERN = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""

@@ -23,12 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sft.build_once import build_once
-from sft.errors import ConfigError, DataError
-from sft.formats import FILE_TYPES, DatasetAttr, convert_row, data_files, dataset_attrs, required_columns
-from sft.slot_encoder import SlotEncoder
-from sft.stream import SAMPLE_ID_COLUMN
-from sft.template import Template, build_supervised_examples, get_template, turn_elements
+from sft.data.build_once import build_once
+from sft.data.formats import FILE_TYPES, DatasetAttr, convert_row, data_files, dataset_attrs, required_columns
+from sft.data.slot_encoder import SlotEncoder
+from sft.data.stream import SAMPLE_ID_COLUMN
+from sft.data.template import Template, build_supervised_examples, get_template, turn_elements
+from sft.lifecycle.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

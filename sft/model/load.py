@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from sft.errors import ConfigError
+from sft.lifecycle.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,11 @@ def local_path(name_or_path: str, cache_dir: str | Path, revision: str | None = 
     """A builtin name built into the cache, a ModelScope id downloaded (USE_MODELSCOPE_HUB=1), else as is."""
     if name_or_path.startswith("builtin:"):
         if name_or_path == "builtin:tiny-qwen2":
-            from sft.tiny_model import ensure_tiny_model
+            from sft.model.tiny_model import ensure_tiny_model
 
             return str(ensure_tiny_model(cache_dir))
         if name_or_path == "builtin:qwen2.5-tokenizer":
-            from sft.qwen_vocab import ensure_qwen2_tokenizer
+            from sft.model.qwen_vocab import ensure_qwen2_tokenizer
 
             return str(ensure_qwen2_tokenizer(cache_dir))
         raise ConfigError(f"unknown builtin {name_or_path!r}; known: {', '.join(BUILTIN_TOKENIZERS)}")
@@ -111,7 +111,7 @@ def load_model(
     compute (the model's dtype: no casts, bf16 optimizer updates).
 
     attn_implementation: "auto" (transformers' choice) or a name, e.g. the padding-free one that
-    sft.batching chose."""
+    sft.recipe.batching chose."""
     from peft import get_peft_model
 
     adapter_dtype = lora_cfg.get("dtype", "fp32")

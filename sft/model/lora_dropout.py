@@ -7,7 +7,7 @@ shape. A padded batch [B, L, F] and the same samples laid end to end, [1, T, F],
 masks and leave the generator in different states. PaddedLayoutDropout draws the noise of the padded
 batch ([B * L, F], from the batch's PaddedLayout) and keeps the rows of the real tokens: the same masks
 and the same generator state as the padded path. CUDA's dropout is a fused kernel that draws otherwise,
-so on a GPU padding-free keeps peft's plain dropout (sft.batching decides).
+so on a GPU padding-free keeps peft's plain dropout (sft.recipe.batching decides).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from sft.collate import PaddedLayout
+from sft.recipe.collate import PaddedLayout
 
 
 class LayoutSlot:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from sft.errors import ConfigError
+from sft.lifecycle.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sft.errors import ConfigError
+from sft.lifecycle.errors import ConfigError
 
 IGNORE_INDEX = -100
 

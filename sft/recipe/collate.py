@@ -17,15 +17,15 @@ from typing import Any, Sequence
 import torch
 from transformers import DataCollatorWithFlattening
 
-from sft.attention import DocumentMask
-from sft.stream import PACKED_IDS_COLUMN, SAMPLE_ID_COLUMN, SAMPLE_IDS_KEY
+from sft.data.stream import PACKED_IDS_COLUMN, SAMPLE_ID_COLUMN, SAMPLE_IDS_KEY
+from sft.model.attention import DocumentMask
 
 IGNORE_INDEX = -100  # the label torch's cross_entropy skips (its default ignore_index)
 # The batch's samples and non-pad tokens as Python ints, for counting what training saw without reading a
 # tensor (the batch may already be on a GPU, where that read waits for the device every micro-batch).
 SAMPLE_COUNT_KEY = "sample_count"
 TOKEN_COUNT_KEY = "token_count"
-PADDED_LAYOUT_KEY = "padded_layout"  # a padding-free batch's PaddedLayout, for sft.lora_dropout
+PADDED_LAYOUT_KEY = "padded_layout"  # a padding-free batch's PaddedLayout, for sft.model.lora_dropout
 TRAINER_KEYS = (SAMPLE_COUNT_KEY, TOKEN_COUNT_KEY, PADDED_LAYOUT_KEY, SAMPLE_IDS_KEY)  # for SFTTrainer, not the model
 # Where the loss reads a logit (label_targets): SFTTrainer's compute_loss turns them into the model's logits_to_keep
 # and shift_labels, or drops them when something else computes the loss.
@@ -89,7 +89,7 @@ def padded_width(lengths: Sequence[int], pad_to_multiple_of: int | None) -> int:
 @dataclass(frozen=True)
 class PaddedLayout:
     """Where a padding-free row's tokens would sit in PaddedCollator's batch of the same samples (rows of
-    these lengths, right padding, the default multiple). sft.lora_dropout draws its noise in this layout,
+    these lengths, right padding, the default multiple). sft.model.lora_dropout draws its noise in this layout,
     as the padded batch does. Worked out on first read only: the Trainer collates evaluation batches with
     the training collator, and their layout is never read (no dropout in evaluation)."""
 
@@ -139,19 +139,19 @@ class PaddingFreeCollator:
     computed. Packed rows (from pack_examples) are split back into their samples first.
 
     Samples stay isolated by their boundaries, which the batch carries as position_ids restarting at 0
-    and as cu_seq_lens_q/k (the varlen kwargs): attn_implementation "sdpa_varlen" (sft.attention),
+    and as cu_seq_lens_q/k (the varlen kwargs): attn_implementation "sdpa_varlen" (sft.model.attention),
     "flex_attention" (a document BlockMask built by transformers) and flash-attention use them. Each
     sample's first label becomes -100: after the model's internal shift it would be the target of the
     previous sample's last token; the padded path never trains it either, so the losses stay equal.
 
     dense_mask=True adds an explicit [1, 1, T, T] boolean block-diagonal causal mask: exact with plain
     "sdpa" whatever the model's settings, at T*T memory; the fallback when the others are unavailable.
-    block_mask=True adds the same mask as flex_attention's BlockMask (sft.attention.DocumentMask), built here
+    block_mask=True adds the same mask as flex_attention's BlockMask (sft.model.attention.DocumentMask), built here
     on the CPU from the boundaries and moved to the device with the batch: built once per batch, with no read
     of a device tensor, where transformers would rebuild it from the position ids in every forward pass.
 
     padded_layout=True adds the PaddedLayout of PaddedCollator's batch of the same examples
-    (PADDED_LAYOUT_KEY), so that LoRA dropout can draw the padded batch's masks (sft.lora_dropout).
+    (PADDED_LAYOUT_KEY), so that LoRA dropout can draw the padded batch's masks (sft.model.lora_dropout).
     Packed rows have no padded batch to mirror and are refused then.
     """
 
@@ -198,7 +198,7 @@ def split_packed(examples: Sequence[Example]) -> list[Example]:
         if sum(lengths) != len(example["input_ids"]) or min(lengths) < 1:
             raise ValueError(
                 f"packed row {index} has sequence_lengths {list(lengths)} for {len(example['input_ids'])} tokens; "
-                "rebuild it with sft.collate.pack_examples"
+                "rebuild it with sft.recipe.collate.pack_examples"
             )
         start = 0
         for length in lengths:
@@ -249,7 +249,7 @@ def pack_examples(examples: Sequence[Example], cutoff_len: int) -> list[Example]
 
 
 def merge_row(samples: Sequence[Example]) -> Example:
-    """One packed row; it keeps its samples' ids when they carry one (sft.stream)."""
+    """One packed row; it keeps its samples' ids when they carry one (sft.data.stream)."""
     row = {
         "input_ids": [token for sample in samples for token in sample["input_ids"]],
         "labels": [label for sample in samples for label in sample["labels"]],

@@ -5,7 +5,7 @@ before those.
 Under submitit the handler in place of USR2 is its checkpoint hook, which requeues the job and exits the
 process from inside whatever the job was doing; during an import that left no result.json and a
 misleading error ("Could not import module 'TrainerCallback'"). Noted instead, a signal that lands
-before training is acted on once the recipe takes over (sft.interruption.StopOnSignal): result.json
+before training is acted on once the recipe takes over (sft.lifecycle.interruption.StopOnSignal): result.json
 says "interrupted" with the signal, and then the signal goes to the handler it would have reached.
 """
 from __future__ import annotations

@@ -20,7 +20,7 @@ from transformers.trainer_callback import ExportableState
 from runs.files import METRICS_FILE, SAMPLES_FILE, TRAINER_LOG_FILE
 from runs.jsonl import append_jsonl, read_jsonl, write_jsonl
 from runs.smoothing import objective_from_metrics
-from sft.stream import fingerprint
+from sft.data.stream import fingerprint
 
 
 class Reporter(Protocol):
@@ -116,7 +116,7 @@ class RunLogCallback(TrainerCallback):
 
     def epoch(self) -> float | None:
         """Passes over the training set so far. The Trainer's own count sees the whole budget as one
-        epoch (sft.stream), so a 2-epoch run would end at epoch 1.0."""
+        epoch (sft.data.stream), so a 2-epoch run would end at epoch 1.0."""
         return self.counter.samples / self.epoch_samples if self.epoch_samples else None
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sft.errors import ConfigError, DataError
+from sft.lifecycle.errors import ConfigError, DataError
 
 FORMATS = ("alpaca", "sharegpt")
 DATA_DIR_ENV = "LLAMAFACTORY_DATA_DIR"  # conf/task/*.yaml read the data dir from it

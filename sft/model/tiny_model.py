@@ -23,11 +23,11 @@ from typing import Any
 
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from sft.build_once import build_once
-from sft.qwen_vocab import QWEN25_ADDED_TOKENS, add_qwen25_tokens, save_as_qwen25, set_qwen2_pipeline
+from sft.data.build_once import build_once
+from sft.model.qwen_vocab import QWEN25_ADDED_TOKENS, add_qwen25_tokens, save_as_qwen25, set_qwen2_pipeline
 
 TINY_MODEL_NAME = "tiny-qwen2-v5"
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 VOCAB_SIZE = 8192  # BPE tokens plus the 22 added ones
 MAX_POSITIONS = 4096
 HIDDEN_SIZE = 64  # the width a LoRA rank cannot exceed (runs.schema.check_lora_rank)
@@ -80,7 +80,7 @@ def demo_texts() -> Iterator[str]:
     if not paths:
         raise FileNotFoundError(
             f"no demo data (*.json) in {DATA_DIR} to train the tiny tokenizer on; "
-            "restore the project's data/ dir (git checkout data/) or regenerate it with sft/demo_data.py"
+            "restore the project's data/ dir (git checkout data/) or regenerate it with sft/data/demo_data.py"
         )
     for path in paths:
         yield from _strings(json.loads(path.read_text(encoding="utf-8")))

@@ -26,14 +26,14 @@ from runs.result import (COMPLETED, DATA_FINGERPRINT, DATA_SEED, OBJECTIVE, OBJE
 from runs.budget import budget_warnings, check_budget, plan_budget
 from runs.schema import check_config, check_lora_rank
 from runs.smoothing import default_time_constant, objective_from_metrics
-from sft.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
-from sft.ending import ending_recorded
-from sft.errors import ConfigError, TrainingFailed, TrainingInterrupted
-from sft.interruption import StopOnSignal
-from sft.stop_signals import stop_signals
+from sft.lifecycle.ending import ending_recorded
+from sft.lifecycle.errors import ConfigError, TrainingFailed, TrainingInterrupted
+from sft.lifecycle.interruption import StopOnSignal
+from sft.lifecycle.stop_signals import stop_signals
+from sft.recipe.callbacks import Outcome, Reporter, RichProgressCallback, RunLogCallback, SeenCounter
 
 if TYPE_CHECKING:  # imported where used: it imports torch, which train.py's checks come before
-    from sft.batching import MicroBatches
+    from sft.recipe.batching import MicroBatches
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, reporter: Reporter | None
 
     Raises ConfigError / DataError for bad input, OSError for an I/O error and TrainingFailed for a
     non-finite loss, after writing result.json with status "failed" and the reason; Ctrl-C and SIGTERM
-    leave status "interrupted" (sft.ending).
+    leave status "interrupted" (sft.lifecycle.ending).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -100,13 +100,13 @@ def build_run(cfg: DictConfig, run_dir: Path, reporter: Reporter | None = None) 
     import transformers
     from transformers.trainer_callback import PrinterCallback
 
-    from sft.batching import batching_for, micro_batches
-    from sft.compile import CompileCounts, compile_decoder_layers, resolve_compile
-    from sft.data import prepare_datasets
-    from sft.lora_dropout import use_padded_layout_dropout
-    from sft.model import check_vocab, load_model, load_tokenizer, resolve_precision
-    from sft.stream import SampleIdCollator, StreamSampler
-    from sft.trainer import SFTTrainer
+    from sft.data.prepare import prepare_datasets
+    from sft.data.stream import SampleIdCollator, StreamSampler
+    from sft.model.compile import CompileCounts, compile_decoder_layers, resolve_compile
+    from sft.model.load import check_vocab, load_model, load_tokenizer, resolve_precision
+    from sft.model.lora_dropout import use_padded_layout_dropout
+    from sft.recipe.batching import batching_for, micro_batches
+    from sft.recipe.trainer import SFTTrainer
 
     check_config(cfg)
     datasets.disable_progress_bars()
@@ -191,7 +191,7 @@ def _train(cfg: DictConfig, run_dir: Path, reporter: Reporter | None, resume: An
 
 def _train_and_record(cfg: DictConfig, run_dir: Path, built: BuiltRun, checkpoint: str | None, started: float) -> dict[str, Any]:
     """Train, then save the adapter, the loss plot and result.json, while the stop signals are only noted."""
-    from sft.stream import SAMPLE_ID_COLUMN, fingerprint
+    from sft.data.stream import SAMPLE_ID_COLUMN, fingerprint
 
     trainer, data, counter, outcome, run_log, wandb_run = built.trainer, built.data, built.counter, built.outcome, built.run_log, built.wandb_run
     budget, unit, time_constant, planned, stopper = built.budget, built.unit, built.time_constant, built.planned, built.stopper
@@ -352,8 +352,8 @@ def _cuda() -> bool:
 def find_checkpoint(resume: Any, run_dir: Path) -> str | None:
     """trainer.resume: false; true (this run dir's last good checkpoint, if it has one yet: a new trial of a
     sweep with resume=true starts from step 0); or a run dir / checkpoint path, which must hold a good one.
-    A checkpoint whose files do not load (a save cut short) is skipped with a warning (sft.checkpoints)."""
-    from sft.checkpoints import CHECKPOINT_NAME, checkpoint_problem, last_good_checkpoint
+    A checkpoint whose files do not load (a save cut short) is skipped with a warning (sft.recipe.checkpoints)."""
+    from sft.recipe.checkpoints import CHECKPOINT_NAME, checkpoint_problem, last_good_checkpoint
 
     if resume in (False, None, "false"):
         return None

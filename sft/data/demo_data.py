@@ -6,7 +6,7 @@ system prompts, multi-turn history, and a `dataset_info.json`. The text is assem
 small vocabularies combinatorially: a symptom decides the condition, the condition decides the answer, so
 a model has structure to learn but cannot simply memorise a handful of strings.
 
-`python -m sft.demo_data data/` rewrites the committed files; the output depends only on the seed.
+`python -m sft.data.demo_data data/` rewrites the committed files; the output depends only on the seed.
 """
 from __future__ import annotations
 
@@ -378,7 +378,7 @@ def write_demo_data(out_dir: str | Path, seed: int = DEMO_SEED) -> list[Path]:
 
 def main(argv: list[str]) -> None:
     if len(argv) != 1:
-        raise SystemExit("usage: python -m sft.demo_data OUT_DIR   (e.g. python -m sft.demo_data data/)")
+        raise SystemExit("usage: python -m sft.data.demo_data OUT_DIR   (e.g. python -m sft.data.demo_data data/)")
     for path in write_demo_data(argv[0]):
         print(f"{path}  {path.stat().st_size:,} bytes")
 

@@ -5,17 +5,17 @@ SIGTERM of a preemption, an scancel or a node shutdown.
 A signal handler only notes the signal; the training loop saves a checkpoint at the next log step
 (at most trainer.logging_steps optimizer steps later) and stops, so the checkpoint is a consistent state
 and the resumed run logs the same points as an uninterrupted one. A signal noted before training started
-(sft.stop_signals: train.py notes them from its first line) stops the run before its first step. The
+(sft.lifecycle.stop_signals: train.py notes them from its first line) stops the run before its first step. The
 recipe then records status "interrupted" in result.json and hands the signal to whoever handled it
 before: under submitit that is its checkpoint hook, which requeues the job; the requeued job finds
-"interrupted" in its run dir and resumes from the checkpoint (sft.train.find_checkpoint), or starts
+"interrupted" in its run dir and resumes from the checkpoint (sft.recipe.train.find_checkpoint), or starts
 again where there is none.
 """
 from __future__ import annotations
 
 from transformers import TrainerCallback
 
-from sft.stop_signals import SignalNote
+from sft.lifecycle.stop_signals import SignalNote
 
 
 class StopOnSignal(SignalNote, TrainerCallback):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runs.schema import check_config, check_lora_rank
-from sft.formats import data_files, dataset_attrs
+from sft.data.formats import data_files, dataset_attrs
 
 
 def check_before_loading(cfg: Any) -> None:
@@ -28,7 +28,7 @@ def known_hidden_size(name_or_path: str, revision: str | None) -> int | None:
     model's already in the local Hugging Face cache; None when it is not at hand (training checks it once
     the model is loaded)."""
     if name_or_path == "builtin:tiny-qwen2":
-        from sft.tiny_model import HIDDEN_SIZE
+        from sft.model.tiny_model import HIDDEN_SIZE
 
         return HIDDEN_SIZE
     if Path(name_or_path, "config.json").is_file():
