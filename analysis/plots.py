@@ -42,7 +42,7 @@ def distinct_colours(count: int) -> list[Any]:
 
 def save(figure: Any, out_path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(out_path, format="png", dpi=100)
+    figure.savefig(out_path, format="png", dpi=100, bbox_inches="tight")  # keeps a legend placed beside the axes
     pyplot().close(figure)
     return out_path
 

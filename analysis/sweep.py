@@ -31,21 +31,21 @@ class Effect:
     remedy: str
     figure: str
     baseline: float
-    remedy_value: float
+    remedy_value: float | None  # None: the remedy was stopped before the budget the figure is read at
     spread: float | None = None
     stopped: str | None = None  # the racing pruner's decision on a remedy it stopped, in words
 
     @property
     def within_noise(self) -> bool:
-        return self.spread is not None and abs(self.change) <= self.spread
+        return self.spread is not None and self.change is not None and abs(self.change) <= self.spread
 
     @property
-    def change(self) -> float:
-        return self.remedy_value - self.baseline
+    def change(self) -> float | None:
+        return None if self.remedy_value is None else self.remedy_value - self.baseline
 
     @property
     def relative(self) -> float | None:
-        return self.change / abs(self.baseline) if self.baseline else None
+        return self.change / abs(self.baseline) if self.baseline and self.change is not None else None
 
 
 def figure_values(row: RankedRow, figure: str) -> list[float]:
@@ -88,10 +88,11 @@ def ablation_effects(ranking: Ranking) -> tuple[list[Effect], str | None]:
     for remedy, row in ablations.items():
         for figure in FIGURES:
             before, after = figure_of(baseline, figure), figure_of(row, figure)
-            if before is not None and after is not None:
+            stopped = race_call(row.run.attrs) if figure == "value" else None
+            # a remedy the pruner stopped before the common budget has no level there: its line says why
+            if before is not None and (after is not None or stopped):
                 candidates = (own_spread(baseline, figure), own_spread(row, figure), pooled[figure])
                 spreads = [spread for spread in candidates if spread is not None]
-                stopped = race_call(row.run.attrs) if figure == "value" else None
                 effects.append(Effect(remedy, figure, before, after, max(spreads) if spreads else None, stopped))
     return effects, None
 
