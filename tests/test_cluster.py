@@ -34,7 +34,7 @@ def study_name() -> str:
 
 
 def rank(storage: str, name: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "analysis", "rank", "--storage", storage, "--study", name],
+    result = subprocess.run([sys.executable, "-m", "analysis", "rank", "--wide", "--storage", storage, "--study", name],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stdout
